@@ -1,0 +1,1 @@
+Console.Error.WriteLine("xl: not yet"); return 1;

@@ -1,0 +1,1 @@
+Console.Error.WriteLine("xld: not yet"); return 1;
