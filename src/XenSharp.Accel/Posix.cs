@@ -6,7 +6,7 @@ namespace XenSharp.Accel;
 /// <summary>The few libc calls the back ends and guest memory need, with errno turned into exceptions that name the call.</summary>
 public static unsafe partial class Posix
 {
-    public const int O_RDWR = 2, O_CLOEXEC = 0x80000;
+    public const int O_RDONLY = 0, O_RDWR = 2, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
     public const int PROT_READ = 1, PROT_WRITE = 2;
     public const int MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000;
     public const uint MFD_CLOEXEC = 1;
@@ -37,6 +37,9 @@ public static unsafe partial class Posix
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial int fallocate(int fd, int mode, long offset, long length);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int fsync(int fd);
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial int madvise(nint addr, nuint length, int advice);

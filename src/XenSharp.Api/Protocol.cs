@@ -1,0 +1,91 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace XenSharp.Api;
+
+/// <summary>
+/// xld's control protocol: one JSON object per line in each direction over the unix socket
+/// (<see cref="DefaultSocketPath"/>). A request names a command and carries its arguments; the reply says
+/// ok with a result, or not ok with an error a person can act on. After a successful "console" request the
+/// connection carries raw console bytes both ways.
+/// </summary>
+public static class Protocol
+{
+    public const string DefaultSocketPath = "/run/xensharp/xld.sock";
+    public const int Version = 1;
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
+    };
+
+    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Json);
+    public static T Deserialize<T>(string json) => JsonSerializer.Deserialize<T>(json, Json) ?? throw new JsonException("null message");
+    public static T? ArgsAs<T>(this Request r) => r.Args is { } a ? a.Deserialize<T>(Json) : default;
+    public static T? ResultAs<T>(this Response r) => r.Result is { } a ? a.Deserialize<T>(Json) : default;
+}
+
+public sealed record Request(string Command, JsonElement? Args = null);
+
+public sealed record Response(bool Ok, JsonElement? Result = null, string? Error = null)
+{
+    public static Response Success<T>(T result) => new(true, JsonSerializer.SerializeToElement(result, Protocol.Json));
+    public static Response Success() => new(true);
+    public static Response Failure(string error) => new(false, null, error);
+}
+
+/// <summary>Names a domain by name or numeric id, as xl's arguments do.</summary>
+public sealed record DomainArgs(string Domain);
+
+/// <summary>A domain to create. Relative paths in the config are taken from <paramref name="WorkingDirectory"/>, the directory xl ran in, as with Xen's xl.</summary>
+public sealed record CreateArgs(string ConfigText, string ConfigPath, IReadOnlyList<string> Overrides, bool Paused, string WorkingDirectory);
+
+public sealed record ShutdownArgs(string Domain, bool Reboot = false, bool Wait = false, bool Force = false, int TimeoutSeconds = 60);
+
+public sealed record RenameArgs(string Domain, string NewName);
+
+public sealed record CreateResult(uint DomainId, string Name, IReadOnlyList<string> Warnings);
+
+/// <summary>One row of <c>xl list</c>.</summary>
+public sealed record DomainSummary(
+    string Name,
+    uint Id,
+    ulong MemoryMiB,
+    ulong MaxMemoryMiB,
+    int Vcpus,
+    string State,
+    double CpuSeconds,
+    string Type,
+    string Uuid,
+    string? ShutdownReason,
+    double UptimeSeconds,
+    string? Config = null);
+
+/// <summary>The keys of <c>xl info</c> that apply to XenSharp.</summary>
+public sealed record HostInfo(
+    string Host,
+    string Release,
+    string Machine,
+    int NrCpus,
+    int CoresPerSocket,
+    int ThreadsPerCore,
+    ulong CpuMhz,
+    ulong TotalMemoryMiB,
+    ulong FreeMemoryMiB,
+    ulong HostReservationMiB,
+    int XenMajor,
+    int XenMinor,
+    string XenExtra,
+    string XenVersion,
+    string XenCaps,
+    string Accelerator,
+    string XenCommandline,
+    string CcCompiler,
+    string XendConfigFormat,
+    double UptimeSeconds);
+
+public sealed record DmesgArgs(bool Clear = false);
+
+public sealed record DmesgResult(IReadOnlyList<string> Lines);

@@ -1,0 +1,295 @@
+using System.Globalization;
+using XenSharp.Api;
+
+namespace XenSharp.Cli;
+
+/// <summary>xl's verbs, options and output, as Xen's xl prints them where a user would compare.</summary>
+public static class XlCommands
+{
+    public const string Usage = """
+        Usage xl [-v] <subcommand> [args]
+
+        xl full list of subcommands:
+
+         create              Create a domain from config file <filename>
+         list                List information about all/some domains
+         destroy             Terminate a domain immediately
+         shutdown            Issue a shutdown signal to a domain
+         reboot              Issue a reboot signal to a domain
+         pause               Pause execution of a domain
+         unpause             Unpause a paused domain
+         console             Attach to domain's console
+         rename              Rename a domain
+         dmesg               Read and/or clear dmesg buffer
+         info                Get information about Xen host
+         uptime              Print uptime for all/some domains
+        """;
+
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var rest = args.SkipWhile(a => a == "-v").ToArray();
+        if (rest.Length == 0 || rest[0] is "help" or "-h" or "--help")
+        {
+            stdout.WriteLine(Usage);
+            return rest.Length == 0 ? 1 : 0;
+        }
+        string verb = rest[0];
+        var a = rest[1..];
+        try
+        {
+            using var xld = new XldClient(XldClient.DefaultSocketPath);
+            return verb switch
+            {
+                "create" => await Create(xld, a, stdout, stderr),
+                "list" or "li" => await List(xld, a, stdout),
+                "info" => await Info(xld, stdout),
+                "destroy" => await Simple(xld, "destroy", a, "destroy <Domain>"),
+                "pause" => await Simple(xld, "pause", a, "pause <Domain>"),
+                "unpause" => await Simple(xld, "unpause", a, "unpause <Domain>"),
+                "shutdown" => await Shutdown(xld, a, reboot: false, stderr),
+                "reboot" => await Shutdown(xld, a, reboot: true, stderr),
+                "console" => await ConsoleVerb(xld, a, stderr),
+                "rename" => await Rename(xld, a),
+                "dmesg" => await Dmesg(xld, a, stdout),
+                "uptime" => await Uptime(xld, a, stdout),
+                _ => throw new UsageException($"command '{verb}' not implemented\n\n{Usage}"),
+            };
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine(e.Message);
+            return 2;
+        }
+        catch (Exception e) when (e is XldUnavailableException or XldCommandException or IOException)
+        {
+            stderr.WriteLine($"xl: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static async Task<int> Create(XldClient xld, string[] a, TextWriter stdout, TextWriter stderr)
+    {
+        bool console = false, paused = false;
+        string? file = null;
+        var overrides = new List<string>();
+        for (int i = 0; i < a.Length; i++)
+        {
+            switch (a[i])
+            {
+                case "-c": console = true; break;
+                case "-p": paused = true; break;
+                case "-f": file = i + 1 < a.Length ? a[++i] : throw new UsageException("xl create: -f needs a file name"); break;
+                case "-q" or "-n" or "-d" or "-e" or "-V": break;
+                default:
+                    if (a[i].StartsWith('-')) throw new UsageException($"xl create: unknown option {a[i]}");
+                    if (file is null && !a[i].Contains('=')) file = a[i];
+                    else overrides.Add(a[i]);
+                    break;
+            }
+        }
+        if (file is null) throw new UsageException("Usage: xl create [-c] [-p] <ConfigFile> [options] [vars]");
+        string text;
+        try
+        {
+            text = await File.ReadAllTextAsync(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new XldCommandException($"cannot read config file {file}: {e.Message}");
+        }
+        var result = await xld.CallAsync<CreateResult>("create", new CreateArgs(text, Path.GetFullPath(file), overrides, paused, Environment.CurrentDirectory));
+        foreach (var w in result.Warnings) stderr.WriteLine($"Warning: {w}");
+        stderr.WriteLine($"Parsing config from {file}");
+        if (console) return await AttachConsole(xld, result.Name, stderr);
+        return 0;
+    }
+
+    private static async Task<int> List(XldClient xld, string[] a, TextWriter stdout)
+    {
+        bool json = a.Contains("-l") || a.Contains("--long");
+        var wanted = a.Where(x => !x.StartsWith('-')).ToHashSet();
+        var rows = (await xld.CallAsync<DomainSummary[]>("list")).Where(r => wanted.Count == 0 || wanted.Contains(r.Name) || wanted.Contains(r.Id.ToString())).ToArray();
+        var missing = wanted.Where(w => !rows.Any(r => r.Name == w || r.Id.ToString() == w)).ToArray();
+        if (missing.Length > 0) throw new XldCommandException($"no domain named or numbered '{missing[0]}'");
+        if (json)
+        {
+            stdout.WriteLine(System.Text.Json.JsonSerializer.Serialize(rows, new System.Text.Json.JsonSerializerOptions(Protocol.Json) { WriteIndented = true }));
+            return 0;
+        }
+        stdout.WriteLine("Name                                        ID   Mem VCPUs\tState\tTime(s)");
+        foreach (var r in rows) stdout.WriteLine(FormatListRow(r));
+        return 0;
+    }
+
+    /// <summary>One row of <c>xl list</c> in Xen's column layout.</summary>
+    public static string FormatListRow(DomainSummary r) =>
+        string.Format(CultureInfo.InvariantCulture, "{0,-40} {1,5} {2,5} {3,5}     {4}  {5,8:F1}", r.Name, r.Id, r.MemoryMiB, r.Vcpus, r.State, r.CpuSeconds);
+
+    private static async Task<int> Info(XldClient xld, TextWriter stdout)
+    {
+        var i = await xld.CallAsync<HostInfo>("info");
+        void Row(string k, object v) => stdout.WriteLine($"{k,-23}: {Convert.ToString(v, CultureInfo.InvariantCulture)}");
+        Row("host", i.Host);
+        Row("release", i.Release);
+        Row("machine", i.Machine);
+        Row("nr_cpus", i.NrCpus);
+        Row("max_cpu_id", i.NrCpus - 1);
+        Row("nr_nodes", 1);
+        Row("cores_per_socket", i.CoresPerSocket);
+        Row("threads_per_core", i.ThreadsPerCore);
+        Row("cpu_mhz", i.CpuMhz);
+        Row("virt_caps", i.Accelerator == "kvm" ? "pv hvm" : "pv hvm (software cpu)");
+        Row("total_memory", i.TotalMemoryMiB);
+        Row("free_memory", i.FreeMemoryMiB);
+        Row("host_reserved_memory", i.HostReservationMiB);
+        Row("xen_major", i.XenMajor);
+        Row("xen_minor", i.XenMinor);
+        Row("xen_extra", i.XenExtra);
+        Row("xen_version", i.XenVersion);
+        Row("xen_caps", i.XenCaps);
+        Row("xen_scheduler", "credit (host cgroups)");
+        Row("xen_pagesize", 4096);
+        Row("accelerator", i.Accelerator);
+        Row("xen_commandline", i.XenCommandline);
+        Row("cc_compiler", i.CcCompiler);
+        Row("xend_config_format", i.XendConfigFormat);
+        return 0;
+    }
+
+    private static async Task<int> Simple(XldClient xld, string command, string[] a, string usage)
+    {
+        var doms = a.Where(x => !x.StartsWith('-')).ToArray();
+        if (doms.Length != 1) throw new UsageException($"Usage: xl {usage}");
+        await xld.CallCheckedAsync(command, new DomainArgs(doms[0]));
+        return 0;
+    }
+
+    private static async Task<int> Shutdown(XldClient xld, string[] a, bool reboot, TextWriter stderr)
+    {
+        bool wait = false, force = false, all = false;
+        var doms = new List<string>();
+        foreach (var x in a)
+        {
+            switch (x)
+            {
+                case "-w": wait = true; break;
+                case "-F": force = true; wait = true; break;
+                case "-a": all = true; break;
+                default:
+                    if (x.StartsWith('-')) throw new UsageException($"xl {(reboot ? "reboot" : "shutdown")}: unknown option {x}");
+                    doms.Add(x);
+                    break;
+            }
+        }
+        if (all) doms.AddRange((await xld.CallAsync<DomainSummary[]>("list")).Where(d => d.Id != 0).Select(d => d.Name));
+        if (doms.Count == 0) throw new UsageException($"Usage: xl {(reboot ? "reboot" : "shutdown")} [-a] [-w] [-F] <Domain>");
+        int rc = 0;
+        foreach (var d in doms)
+        {
+            if (wait) stderr.WriteLine($"Waiting for 1 domains");
+            var r = await xld.CallAsync("shutdown", new ShutdownArgs(d, reboot, wait, force));
+            if (!r.Ok)
+            {
+                stderr.WriteLine($"xl: {r.Error}");
+                rc = 1;
+            }
+            else if (wait) stderr.WriteLine($"Domain {d} has been shut down");
+        }
+        return rc;
+    }
+
+    private static async Task<int> Rename(XldClient xld, string[] a)
+    {
+        if (a.Length != 2) throw new UsageException("Usage: xl rename <Domain> <NewDomainName>");
+        await xld.CallCheckedAsync("rename", new RenameArgs(a[0], a[1]));
+        return 0;
+    }
+
+    private static async Task<int> Dmesg(XldClient xld, string[] a, TextWriter stdout)
+    {
+        var r = await xld.CallAsync<DmesgResult>("dmesg", new DmesgArgs(a.Contains("-c")));
+        foreach (var l in r.Lines) stdout.WriteLine(l);
+        return 0;
+    }
+
+    private static async Task<int> Uptime(XldClient xld, string[] a, TextWriter stdout)
+    {
+        bool shortForm = a.Contains("-s");
+        var wanted = a.Where(x => !x.StartsWith('-')).ToHashSet();
+        var rows = (await xld.CallAsync<DomainSummary[]>("list")).Where(r => wanted.Count == 0 || wanted.Contains(r.Name) || wanted.Contains(r.Id.ToString()));
+        if (!shortForm) stdout.WriteLine("Name                                ID Uptime");
+        foreach (var r in rows)
+        {
+            var t = TimeSpan.FromSeconds(r.UptimeSeconds);
+            string up = t.Days > 0 ? $"{t.Days} days, {t:hh\\:mm\\:ss}" : $"{t:h\\:mm\\:ss}";
+            stdout.WriteLine(shortForm ? $"{r.Name,-32} {r.Id,5} {up}" : $"{r.Name,-32} {r.Id,5} {up}");
+        }
+        return 0;
+    }
+
+    private static async Task<int> ConsoleVerb(XldClient xld, string[] a, TextWriter stderr)
+    {
+        var doms = new List<string>();
+        for (int i = 0; i < a.Length; i++)
+        {
+            if (a[i] is "-t" or "-n") { i++; continue; }
+            if (!a[i].StartsWith('-')) doms.Add(a[i]);
+        }
+        if (doms.Count != 1) throw new UsageException("Usage: xl console [-t <type>] <Domain>");
+        return await AttachConsole(xld, doms[0], stderr);
+    }
+
+    /// <summary>Joins the terminal to the domain's console until Ctrl-] or the domain goes away.</summary>
+    private static async Task<int> AttachConsole(XldClient xld, string domain, TextWriter stderr)
+    {
+        await xld.CallCheckedAsync("console", new DomainArgs(domain));
+        var (stream, buffered) = xld.TakeStream();
+        using var terminal = RawTerminal.Enter();
+        var stdout = Console.OpenStandardOutput();
+        if (!buffered.IsEmpty) await stdout.WriteAsync(buffered);
+        using var cts = new CancellationTokenSource();
+        var fromGuest = Task.Run(async () =>
+        {
+            var buf = new byte[4096];
+            int n;
+            try
+            {
+                while ((n = await stream.ReadAsync(buf, cts.Token)) > 0)
+                {
+                    await stdout.WriteAsync(buf.AsMemory(0, n), cts.Token);
+                    await stdout.FlushAsync(cts.Token);
+                }
+            }
+            catch (OperationCanceledException) { }
+            catch (IOException) { }
+        });
+        var toGuest = Task.Run(async () =>
+        {
+            var stdin = Console.OpenStandardInput();
+            var buf = new byte[1024];
+            try
+            {
+                int n;
+                while ((n = await stdin.ReadAsync(buf, cts.Token)) > 0)
+                {
+                    int esc = Array.IndexOf(buf, (byte)0x1d, 0, n); // Ctrl-] detaches, as in xenconsole.
+                    if (esc >= 0)
+                    {
+                        if (esc > 0) await stream.WriteAsync(buf.AsMemory(0, esc), cts.Token);
+                        return;
+                    }
+                    await stream.WriteAsync(buf.AsMemory(0, n), cts.Token);
+                }
+                // Input ended (a pipe, not a person): keep showing output until the guest or xld goes.
+                await Task.Delay(Timeout.Infinite, cts.Token);
+            }
+            catch (OperationCanceledException) { }
+            catch (IOException) { }
+        });
+        await Task.WhenAny(fromGuest, toGuest);
+        cts.Cancel();
+        return 0;
+    }
+}
+
+public sealed class UsageException(string message) : Exception(message);

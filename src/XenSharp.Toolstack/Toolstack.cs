@@ -1,0 +1,218 @@
+using System.Collections.Concurrent;
+using XenSharp.Api;
+using XenSharp.Dom0.Console;
+using XenSharp.Hypervisor;
+using XenSharp.Hypervisor.Hvm;
+
+namespace XenSharp.Toolstack;
+
+public sealed record ToolstackOptions(string StateDirectory, string LogDirectory)
+{
+    public string ConsoleLogDirectory => Path.Combine(LogDirectory, "console");
+    public string DomainConfigDirectory => Path.Combine(StateDirectory, "domains");
+}
+
+/// <summary>
+/// The toolstack (libxl's role): builds domains from plans, carries out on_poweroff/on_reboot/on_crash,
+/// asks guests to shut down, and reports domains and the host in xl's terms. Front ends (xld's API, and
+/// through it xl and the panel) call only this.
+/// </summary>
+public sealed class Toolstack : IDisposable
+{
+    private readonly ConcurrentDictionary<uint, ManagedDomain> _managed = new();
+    private readonly ToolstackOptions _options;
+
+    public XenHypervisor Hypervisor { get; }
+
+    public Toolstack(XenHypervisor hypervisor, ToolstackOptions options)
+    {
+        Hypervisor = hypervisor;
+        _options = options;
+        Directory.CreateDirectory(options.StateDirectory);
+        Directory.CreateDirectory(options.LogDirectory);
+        hypervisor.DomainShutdown += OnDomainShutdown;
+        hypervisor.DomainDestroyed += OnDomainDestroyed;
+    }
+
+    /// <summary>Builds and starts a domain; it runs unless <paramref name="paused"/>.</summary>
+    public Domain Create(DomainPlan plan, bool paused)
+    {
+        Domain domain;
+        IDomainControl control;
+        switch (plan.Type)
+        {
+            case DomainType.Hvm:
+                var (d, platform) = HvmDomainBuilder.Build(Hypervisor, plan);
+                domain = d;
+                control = new HvmDomainControl(platform);
+                break;
+            default:
+                throw new ToolstackException($"type=\"{plan.Type.ToString().ToLowerInvariant()}\" domains cannot be built yet by this XenSharp version");
+        }
+
+        ManagedDomain managed;
+        try
+        {
+            var logger = new ConsoleLogger(domain.Console, _options.ConsoleLogDirectory, plan.Name);
+            managed = new ManagedDomain(domain, plan, control, logger);
+            _managed[domain.Id] = managed;
+            AtomicFile.WriteAllText(Path.Combine(_options.DomainConfigDirectory, $"{plan.Uuid}.cfg"), plan.ConfigText);
+            Hypervisor.Start(domain);
+            if (!paused) domain.Unpause();
+        }
+        catch
+        {
+            Hypervisor.Destroy(domain);
+            throw;
+        }
+        return domain;
+    }
+
+    public Domain Resolve(string nameOrId)
+    {
+        var d = uint.TryParse(nameOrId, out uint id) ? Hypervisor.Find(id) : Hypervisor.FindByName(nameOrId);
+        if (d is null && uint.TryParse(nameOrId, out id) && id == XenHypervisor.ControlDomainId)
+            throw new ToolstackException("Domain-0 is the host itself: that operation does not apply to it");
+        if (d is null && nameOrId == "Domain-0")
+            throw new ToolstackException("Domain-0 is the host itself: that operation does not apply to it");
+        return d ?? throw new ToolstackException($"no domain named or numbered '{nameOrId}'");
+    }
+
+    public DomainPlan? PlanOf(Domain domain) => _managed.TryGetValue(domain.Id, out var m) ? m.Plan : null;
+
+    public void Destroy(Domain domain) => Hypervisor.Destroy(domain);
+
+    /// <summary>
+    /// Asks the guest to power off or reboot (PV: control/shutdown in xenstore; minimal HVM: the power button).
+    /// The guest acts on its own time; <see cref="WaitForShutdownAsync"/> follows it.
+    /// </summary>
+    public void RequestShutdown(Domain domain, bool reboot)
+    {
+        if (domain.ShutdownReason is not null) throw new ToolstackException($"domain {domain.Id} ({domain.Name}) has already shut down");
+        if (!_managed.TryGetValue(domain.Id, out var m)) throw new ToolstackException($"domain {domain.Id} is not managed by this toolstack");
+        m.Control.RequestShutdown(reboot ? ShutdownReason.Reboot : ShutdownReason.Poweroff);
+        Hypervisor.Log.Write($"d{domain.Id} ({domain.Name}): {(reboot ? "reboot" : "shutdown")} requested");
+    }
+
+    /// <summary>Completes when the domain has shut down (and, unless preserved, been destroyed), or false on timeout.</summary>
+    public async Task<bool> WaitForShutdownAsync(Domain domain, TimeSpan timeout, CancellationToken cancel = default)
+    {
+        if (!_managed.TryGetValue(domain.Id, out var m)) return true;
+        var done = await Task.WhenAny(m.Finished.Task, Task.Delay(timeout, cancel));
+        return done == m.Finished.Task;
+    }
+
+    public IReadOnlyList<DomainSummary> List()
+    {
+        var rows = new List<DomainSummary> { ControlDomainSummary() };
+        foreach (var d in Hypervisor.Domains)
+        {
+            _managed.TryGetValue(d.Id, out var m);
+            rows.Add(new DomainSummary(d.Name, d.Id, d.TargetBytes >> 20, d.MaxBytes >> 20, d.Vcpus.Count(v => v.Online || v.StartsOnline),
+                d.StateFlags, d.CpuTime.TotalSeconds, d.Type.ToString().ToLowerInvariant(), d.Uuid.ToString(),
+                d.ShutdownReason?.ToString().ToLowerInvariant(), (DateTime.UtcNow - d.CreatedUtc).TotalSeconds, m?.Plan.ConfigText));
+        }
+        return rows;
+    }
+
+    private DomainSummary ControlDomainSummary()
+    {
+        var self = System.Diagnostics.Process.GetCurrentProcess();
+        return new DomainSummary("Domain-0", XenHypervisor.ControlDomainId, Hypervisor.HostMemory.HostReservationBytes >> 20,
+            Hypervisor.HostMemory.HostReservationBytes >> 20, Environment.ProcessorCount, "r-----", self.TotalProcessorTime.TotalSeconds,
+            "control", "00000000-0000-0000-0000-000000000000", null, (DateTime.UtcNow - Hypervisor.StartedUtc).TotalSeconds);
+    }
+
+    private void OnDomainShutdown(Domain domain)
+    {
+        if (!_managed.TryGetValue(domain.Id, out var m)) return;
+        var reason = domain.ShutdownReason ?? ShutdownReason.Crash;
+        var action = m.Plan.ActionFor(reason);
+        Hypervisor.Log.Write($"d{domain.Id} ({domain.Name}): on_{ReasonKey(reason)} = {ActionName(action)}");
+        switch (action)
+        {
+            case ShutdownAction.Preserve:
+                m.Finished.TrySetResult();
+                break;
+            case ShutdownAction.Destroy:
+            case ShutdownAction.CoredumpDestroy:
+                Hypervisor.Destroy(domain);
+                break;
+            case ShutdownAction.Restart:
+            case ShutdownAction.CoredumpRestart:
+            case ShutdownAction.SoftReset:
+                Hypervisor.Destroy(domain);
+                Restart(m.Plan);
+                break;
+            case ShutdownAction.RenameRestart:
+                // The old domain stays for inspection under a new name; a fresh one takes the original name.
+                Hypervisor.Rename(domain, $"{m.Plan.Name}-{domain.Id}");
+                m.Finished.TrySetResult();
+                Restart(m.Plan);
+                break;
+        }
+    }
+
+    private void Restart(DomainPlan plan)
+    {
+        try
+        {
+            var d = Create(plan, paused: false);
+            Hypervisor.Log.Write($"d{d.Id} ({plan.Name}): restarted");
+        }
+        catch (Exception e)
+        {
+            Hypervisor.Log.Write($"{plan.Name}: restart failed: {e.Message}");
+        }
+    }
+
+    private void OnDomainDestroyed(Domain domain)
+    {
+        if (_managed.TryRemove(domain.Id, out var m))
+        {
+            m.Logger.Dispose();
+            m.Finished.TrySetResult();
+        }
+    }
+
+    internal static string ReasonKey(ShutdownReason r) => r switch
+    {
+        ShutdownReason.Poweroff => "poweroff",
+        ShutdownReason.Reboot => "reboot",
+        ShutdownReason.Crash => "crash",
+        ShutdownReason.Watchdog => "watchdog",
+        ShutdownReason.SoftReset => "soft_reset",
+        _ => "suspend",
+    };
+
+    internal static string ActionName(ShutdownAction a) => a switch
+    {
+        ShutdownAction.RenameRestart => "rename-restart",
+        ShutdownAction.CoredumpDestroy => "coredump-destroy",
+        ShutdownAction.CoredumpRestart => "coredump-restart",
+        ShutdownAction.SoftReset => "soft-reset",
+        _ => a.ToString().ToLowerInvariant(),
+    };
+
+    public void Dispose()
+    {
+        Hypervisor.DomainShutdown -= OnDomainShutdown;
+        foreach (var d in Hypervisor.Domains) Hypervisor.Destroy(d);
+    }
+
+    private sealed record ManagedDomain(Domain Domain, DomainPlan Plan, IDomainControl Control, ConsoleLogger Logger)
+    {
+        public TaskCompletionSource Finished { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
+
+/// <summary>How the toolstack asks a particular kind of guest to shut down.</summary>
+internal interface IDomainControl
+{
+    void RequestShutdown(ShutdownReason reason);
+}
+
+internal sealed class HvmDomainControl(HvmPlatform platform) : IDomainControl
+{
+    public void RequestShutdown(ShutdownReason reason) => platform.Power.PressButton(reason);
+}
