@@ -95,7 +95,8 @@ public sealed record DiskSpec
             errors.Add(vdevError);
             return false;
         }
-        var format = p.Format ?? (target.Length == 0 ? DiskFormat.Empty : DiskFormat.Raw);
+        // An empty target is an empty (cdrom) drive whatever format slot it came with.
+        var format = target.Length == 0 ? DiskFormat.Empty : p.Format ?? DiskFormat.Raw;
         if (target.Length == 0 && !isCdrom)
         {
             errors.Add("empty target: only a cdrom may have no target (add devtype=cdrom)");

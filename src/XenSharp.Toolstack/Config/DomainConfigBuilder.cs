@@ -271,7 +271,9 @@ internal sealed class DomainConfigBuilder
             Error(s!, "unknown action: expected destroy, restart, rename-restart, preserve, coredump-destroy, coredump-restart or soft-reset");
             return dflt;
         }
-        if (a == ActionOnShutdown.SoftReset && type == DomainType.Pv)
+        // soft-reset is on_soft_reset's default for every type (a PV guest just never asks for it),
+        // but making a PV guest soft-reset on poweroff/reboot/crash can't work.
+        if (a == ActionOnShutdown.SoftReset && type == DomainType.Pv && key != "on_soft_reset")
         {
             Error(s!, "soft-reset is not supported for pv guests");
             return dflt;
