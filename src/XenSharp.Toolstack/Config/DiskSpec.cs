@@ -272,9 +272,16 @@ public sealed record DiskSpec
                     else Errors.Add($"unknown devtype '{value}' (expected cdrom or disk)");
                     break;
                 case "backendtype":
-                    if (Enum.TryParse<DiskBackendType>(value, true, out var bt) && value == value.ToLowerInvariant() && !char.IsAsciiDigit(value.FirstOrDefault()))
-                        BackendType = bt;
-                    else Errors.Add($"unknown backendtype '{value}' (expected phy, tap, qdisk or standalone)");
+                    DiskBackendType? bt = value switch
+                    {
+                        "phy" => DiskBackendType.Phy,
+                        "tap" => DiskBackendType.Tap,
+                        "qdisk" => DiskBackendType.Qdisk,
+                        "standalone" => DiskBackendType.Standalone,
+                        _ => null,
+                    };
+                    if (bt is null) Errors.Add($"unknown backendtype '{value}' (expected phy, tap, qdisk or standalone)");
+                    else BackendType = bt;
                     break;
                 case "specification":
                     if (value is "xen" or "virtio") Specification = value == "xen" ? DiskSpecification.Xen : DiskSpecification.Virtio;

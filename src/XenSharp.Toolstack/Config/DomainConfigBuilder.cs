@@ -153,9 +153,14 @@ internal sealed class DomainConfigBuilder
         }
         if (!TryParseCLong(atom.Text, out var v))
         {
-            Error(s, $"expected {expected}");
+            // libxlu uses strtol(…, 0): "08" fails because a leading 0 means octal.
+            var octalHint = atom.Text.Length > 1 && atom.Text[0] == '0' && atom.Text.All(char.IsAsciiDigit)
+                ? " (a leading 0 means octal, as in C; drop it)" : "";
+            Error(s, $"expected {expected}{octalHint}");
             return null;
         }
+        if (atom.Text.Length > 1 && atom.Text[0] == '0' && char.IsAsciiDigit(atom.Text[1]))
+            Warn(s, $"'{atom.Text}' has a leading 0 and is read as octal ({v}), as xl does");
         if (v < min || v > max)
         {
             Error(s, $"{v} is out of range: must be {rangeText}");

@@ -63,6 +63,11 @@ public sealed class MalformedConfigTests
         { "uppercase key", "Memory = 512", 3, "", "expected a key" },
         { "bad escape", "extra = \"a\\qb\"", 3, "extra", "invalid escape '\\q'" },
         { "bad vncdisplay", "vncdisplay = \"x\"", 3, "vncdisplay", "expected an integer VNC display number" },
+        { "unquoted word", "on_poweroff = destroy", 3, "on_poweroff", "word 'destroy' (strings must be quoted)" },
+        { "python list concatenation", "disk = [ '/a,raw,xvda,rw' ] + [ '/b,raw,xvdb,rw' ]", 3, "disk", "Python-style" },
+        { "python tuple", "vif = ( 'bridge=xenbr0' )", 3, "vif", "Python-style" },
+        { "octal looking decimal", "memory = 08", 3, "memory", "a leading 0 means octal" },
+        { "empty hex", "memory = 0x", 3, "memory", "expected an integer number of MiB" },
         { "localtime not a bool", "localtime = \"yes\"", 3, "localtime", "expected 0 or 1" },
     };
 
@@ -96,6 +101,14 @@ public sealed class MalformedConfigTests
         var ex = Assert.Throws<ConfigException>(() =>
             DomainConfig.Parse("name = \"a\"\nkernel = \"/k\"\n\nmemory = \"abc\""));
         Assert.Equal("xl.cfg line 4: memory = \"abc\": expected an integer number of MiB", ex.Message);
+    }
+
+    [Fact]
+    public void OctalMemory_IsReadAsXlDoes_WithAWarning()
+    {
+        var r = DomainConfig.TryParse(Base + "memory = 0100");
+        Assert.Equal(64, r.Config!.MemoryMiB);
+        Assert.Contains(r.Warnings, w => w.Key == "memory" && w.Line == 3 && w.Message.Contains("octal"));
     }
 
     [Fact]

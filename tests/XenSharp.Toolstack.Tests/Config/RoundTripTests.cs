@@ -10,6 +10,7 @@ public sealed class RoundTripTests
         ValidConfigTests.HvmGuest,
         ValidConfigTests.PvhLinux,
         "name='min'\nkernel='/k'",
+        "name='colo'\ntype='hvm'\ndisk=['vdev=xvda,colo,colo-host=h,colo-port=9000,target=/a']\nvif=['forwarddev=eth1,colo_compare_out=c0']\nvfb=['vnc=1,vnclisten=0.0.0.0']",
         "name = \"q\"\ntype='hvm'\nextra = \"a \\\"quoted\\\" \\\\ value\\twith tab\"\nfoo_unknown = [ 1, 'x', [ 'y' ] ]\ncpus_soft = [ 'all', '1' ]",
     };
 
