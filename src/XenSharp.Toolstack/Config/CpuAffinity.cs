@@ -27,7 +27,7 @@ public sealed record CpuAffinity(ValueList<CpuAffinityTerm> Terms)
 
     public static CpuAffinity AllCpus { get; } = new(ValueList.Of(new CpuAffinityTerm(false, false, true, 0, 0)));
 
-    public bool UsesNodes => Terms.Any(t => t.Nodes && !t.All);
+    [System.Text.Json.Serialization.JsonIgnore] public bool UsesNodes => Terms.Any(t => t.Nodes && !t.All);
 
     public override string ToString() => string.Join(",", Terms);
 

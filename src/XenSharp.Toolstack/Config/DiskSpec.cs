@@ -38,7 +38,7 @@ public sealed record DiskSpec
     /// <summary>COLO and other rarely used <c>key=value</c> parameters, kept verbatim.</summary>
     public ValueList<KeyValuePair<string, string>> Other { get; init; } = ValueList<KeyValuePair<string, string>>.Empty;
 
-    public bool ReadOnly => Access == DiskAccess.ReadOnly;
+    [System.Text.Json.Serialization.JsonIgnore] public bool ReadOnly => Access == DiskAccess.ReadOnly;
 
     private static readonly string[] OtherKeys = ["colo-host", "colo-port", "colo-export", "active-disk", "hidden-disk"];
 
