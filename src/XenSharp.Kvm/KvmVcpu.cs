@@ -94,7 +94,7 @@ public sealed unsafe class KvmVcpu : IVcpu
             if (_ioNext < _ioCount) return NextIoElement();
 
             KickSignal.EnsureUnblockedOnCurrentThread();
-            int tid = Posix.gettid();
+            int tid = CurrentTid();
             lock (_gate) _runningTid = tid; // a Kick from here on signals us; one before saw immediate_exit set
             int r, errno;
             try
@@ -137,6 +137,10 @@ public sealed unsafe class KvmVcpu : IVcpu
             _sregsCurrent = (_syncMask & KvmLayout.SYNC_X86_SREGS) != 0;
         }
     }
+
+    [ThreadStatic] private static int _tid;
+
+    private static int CurrentTid() => _tid != 0 ? _tid : (_tid = Posix.gettid());
 
     private VcpuExit Decode()
     {

@@ -103,7 +103,7 @@ public sealed class KvmGuestTests
         using var rom = new GuestMemory(0x1000);
         rom.WriteUInt64(0, 0x0123456789abcdef);
         g.Vm.MapMemory(1, 0x800000, rom, 0, 0x1000, readOnly: true);
-        g.Memory.WriteUInt64(0x5000 + 8, 0x800000 | X86.PtePresent | X86.PteRw | X86.PteUser); // VA 0x201000 -> GPA 0x800000
+        g.Memory.WriteUInt64(TestGuest.Pt + 8, 0x800000 | X86.PtePresent | X86.PteRw | X86.PteUser); // VA 0x201000 -> GPA 0x800000
         Assert.Equal(new VcpuExit(ExitReason.Mmio, 0x800000, 8, true, 0x0123456789abcdef), g.RunToExit());
         Assert.Equal(0x0123456789abcdefUL, rom.ReadUInt64(0));
         g.Vm.UnmapMemory(1);
@@ -192,17 +192,23 @@ public sealed class KvmGuestTests
     }
 
     [SkippableFact]
-    public void Injected_interrupt_reaches_the_real_mode_ivt_handler()
+    public void Injected_interrupt_reaches_the_idt_handler_at_cpl0()
     {
         Kvm.Require();
-        // main at 0x1000: jmp $ ; handler at 0x3000: mov al,0x42; out 0x99,al; hlt ; IVT[0x20] = 0000:3000
-        using var g = TestGuest.RealMode([0xeb, 0xfe]);
-        g.Memory.Write(0x3000, [0xb0, 0x42, 0xe6, 0x99, 0xf4]);
-        g.Memory.WriteUInt16(0x20 * 4, 0x3000);
-        g.Memory.WriteUInt16(0x20 * 4 + 2, 0);
-        g.Vcpu.SetRegisters(new VcpuRegisters { Rip = 0x1000, Rflags = 0x202, Rsp = 0x8000 });
-        g.Vcpu.InjectInterrupt(0x20);
+        // As kvmpv.c: CPL3 loop "inc rbx; jmp", KVM_INTERRUPT 32 -> IDT gate -> CPL0 stub "mov al,0x42; out 0x99,al; iretq".
+        using var g = TestGuest.LongMode([0x48, 0xff, 0xc3, 0xeb, 0xfb]);
+        const ulong handler = TestGuest.SupervisorPage + 0x20000;
+        g.Memory.Write(handler, [0xb0, 0x42, 0xe6, 0x99, 0x48, 0xcf]);
+        g.SetInterruptGate(32, handler);
+        g.Vcpu.InjectInterrupt(32);
         Assert.Equal(Out(0x99, 0x42), g.RunToExit());
+        var s = g.Vcpu.GetSpecialRegisters();
+        Assert.Equal(0x08, s.Cs.Selector);
+        // The frame on the ring-0 stack: RIP, CS, RFLAGS, RSP, SS of the interrupted CPL3 loop.
+        ulong rsp = g.Vcpu.GetRegisters().Rsp;
+        Assert.InRange(rsp, TestGuest.InterruptStackTop - 64, TestGuest.InterruptStackTop - 40);
+        Assert.InRange(g.Memory.ReadUInt64(rsp), TestGuest.CodeAddress, TestGuest.CodeAddress + 5);
+        Assert.Equal(0x23UL, g.Memory.ReadUInt64(rsp + 8));
     }
 
     [SkippableFact]
