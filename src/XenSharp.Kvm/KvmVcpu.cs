@@ -20,7 +20,10 @@ namespace XenSharp.Kvm;
 /// </summary>
 public sealed unsafe class KvmVcpu : IVcpu
 {
-    private readonly KvmVm _vm;
+    private readonly KvmVm? _vm;
+    // Tests only: stands in for the KVM_RUN ioctl over a fake kvm_run page, so the exit decoding, the sync-regs
+    // bookkeeping and the kick signal can be verified on machines without KVM. Returns like ioctl (errno via SetLastPInvokeError).
+    private readonly Func<int>? _runForTests;
     private readonly KvmFileDescriptor _fd;
     private readonly nuint _mmapSize;
     private KvmRun* _run;
@@ -78,6 +81,17 @@ public sealed unsafe class KvmVcpu : IVcpu
         }
     }
 
+    /// <summary>A vCPU over a caller-owned fake kvm_run page whose KVM_RUN is <paramref name="run"/>: for tests of the logic above the ioctls.</summary>
+    internal KvmVcpu(KvmRun* page, nuint size, ulong syncMask, Func<int> run)
+    {
+        _fd = new KvmFileDescriptor();
+        _mmapSize = size;
+        _run = page;
+        _syncMask = syncMask;
+        _run->KvmValidRegs = syncMask;
+        _runForTests = run;
+    }
+
     private KvmRun* RunPage => _run != null ? _run : throw new ObjectDisposedException(nameof(KvmVcpu));
 
     public VcpuExit Run()
@@ -99,7 +113,7 @@ public sealed unsafe class KvmVcpu : IVcpu
             int r, errno;
             try
             {
-                r = KvmSys.Ioctl(_fd, KvmIoctl.KVM_RUN, 0);
+                r = _runForTests is null ? KvmSys.Ioctl(_fd, KvmIoctl.KVM_RUN, 0) : _runForTests();
                 errno = r < 0 ? Marshal.GetLastPInvokeError() : 0;
             }
             finally
@@ -379,7 +393,7 @@ public sealed unsafe class KvmVcpu : IVcpu
     public void InjectInterrupt(int vector)
     {
         if ((uint)vector > 255) throw new ArgumentOutOfRangeException(nameof(vector), vector, "vector must be 0..255");
-        if (_vm.HasIrqchip) throw new InvalidOperationException("InjectInterrupt is for VMs without the in-kernel irqchip; use SetIrqLine");
+        if (_vm?.HasIrqchip == true) throw new InvalidOperationException("InjectInterrupt is for VMs without the in-kernel irqchip; use SetIrqLine");
         var irq = new KvmInterrupt { Irq = (uint)vector };
         KvmSys.Check(KvmSys.Ioctl(_fd, KvmIoctl.KVM_INTERRUPT, &irq), "KVM_INTERRUPT", $"vcpu {Id} vector 0x{vector:x}");
     }
@@ -406,10 +420,10 @@ public sealed unsafe class KvmVcpu : IVcpu
         }
         lock (_gate)
         {
-            if (_run != null && !_busy) Posix.munmap((nint)_run, _mmapSize);
+            if (_run != null && !_busy && _runForTests is null) Posix.munmap((nint)_run, _mmapSize);
             _run = null;
         }
         _fd.Dispose();
-        _vm.Forget(this);
+        _vm?.Forget(this);
     }
 }
