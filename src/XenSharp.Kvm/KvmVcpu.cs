@@ -192,6 +192,10 @@ public sealed unsafe class KvmVcpu : IVcpu
             case KvmExit.INTR:
                 return new VcpuExit(ExitReason.Interrupted, Detail: "KVM_EXIT_INTR");
 
+            case KvmExit.IRQ_WINDOW_OPEN:
+                // Only after RequestInterruptWindow: the guest can take an interrupt now (InjectInterrupt).
+                return new VcpuExit(ExitReason.Interrupted, Detail: "KVM_EXIT_IRQ_WINDOW_OPEN");
+
             case KvmExit.FAIL_ENTRY:
                 return new VcpuExit(ExitReason.InternalError, Data: run->FailEntry.HardwareEntryFailureReason, Detail:
                     $"KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x{run->FailEntry.HardwareEntryFailureReason:x} on host cpu {run->FailEntry.Cpu}");
@@ -387,6 +391,19 @@ public sealed unsafe class KvmVcpu : IVcpu
         int n = KvmSys.Check(KvmSys.Ioctl(_fd, KvmIoctl.KVM_GET_MSRS, &m), "KVM_GET_MSRS", $"vcpu {Id} MSR 0x{index:x}");
         if (n != 1) throw new KvmException("KVM_GET_MSRS", $"vcpu {Id} MSR 0x{index:x}", "KVM does not know this MSR");
         return m.Entry.Data;
+    }
+
+    /// <summary>kvm_run.ready_for_interrupt_injection after the last exit (no in-kernel irqchip): InjectInterrupt will be taken at once.</summary>
+    public bool ReadyForInterruptInjection => RunPage->ReadyForInterruptInjection != 0;
+
+    /// <summary>
+    /// kvm_run.request_interrupt_window (no in-kernel irqchip): when set, KVM_RUN returns (as
+    /// <see cref="ExitReason.Interrupted"/>, detail KVM_EXIT_IRQ_WINDOW_OPEN) as soon as the guest can take an interrupt.
+    /// </summary>
+    public bool RequestInterruptWindow
+    {
+        get => RunPage->RequestInterruptWindow != 0;
+        set => RunPage->RequestInterruptWindow = value ? (byte)1 : (byte)0;
     }
 
     /// <summary>KVM_INTERRUPT: queues an external interrupt; only for VMs without the in-kernel irqchip.</summary>

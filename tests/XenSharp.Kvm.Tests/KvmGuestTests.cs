@@ -195,16 +195,27 @@ public sealed class KvmGuestTests
     public void Injected_interrupt_reaches_the_idt_handler_at_cpl0()
     {
         Kvm.Require();
-        // As kvmpv.c: CPL3 loop "inc rbx; jmp", KVM_INTERRUPT 32 -> IDT gate -> CPL0 stub "mov al,0x42; out 0x99,al; iretq".
+        // As kvmpv.c: CPL3 loop "inc rbx; jmp", interrupted from outside, then KVM_INTERRUPT 32 -> IDT gate -> CPL0
+        // stub "mov al,0x42; out 0x99,al; iretq" with the frame on the TSS's RSP0 stack.
         using var g = TestGuest.LongMode([0x48, 0xff, 0xc3, 0xeb, 0xfb]);
         const ulong handler = TestGuest.SupervisorPage + 0x20000;
         g.Memory.Write(handler, [0xb0, 0x42, 0xe6, 0x99, 0x48, 0xcf]);
         g.SetInterruptGate(32, handler);
+
+        VcpuExit? exit = null;
+        var runner = new Thread(() => exit = g.Vcpu.Run());
+        runner.Start();
+        Thread.Sleep(200);
+        g.Vcpu.Kick();
+        Assert.True(runner.Join(TimeSpan.FromSeconds(10)), "Kick did not interrupt KVM_RUN");
+        Assert.Equal(ExitReason.Interrupted, exit!.Value.Reason);
+        Assert.True(g.Vcpu.GetRegisters().Rbx > 0, "the loop did not run");
+        Assert.True(g.Vcpu.ReadyForInterruptInjection);
+
         g.Vcpu.InjectInterrupt(32);
         Assert.Equal(Out(0x99, 0x42), g.RunToExit());
-        var s = g.Vcpu.GetSpecialRegisters();
-        Assert.Equal(0x08, s.Cs.Selector);
-        // The frame on the ring-0 stack: RIP, CS, RFLAGS, RSP, SS of the interrupted CPL3 loop.
+        Assert.Equal(0x08, g.Vcpu.GetSpecialRegisters().Cs.Selector);
+        // The frame: RIP, CS, RFLAGS, RSP, SS of the interrupted CPL3 loop.
         ulong rsp = g.Vcpu.GetRegisters().Rsp;
         Assert.InRange(rsp, TestGuest.InterruptStackTop - 64, TestGuest.InterruptStackTop - 40);
         Assert.InRange(g.Memory.ReadUInt64(rsp), TestGuest.CodeAddress, TestGuest.CodeAddress + 5);
