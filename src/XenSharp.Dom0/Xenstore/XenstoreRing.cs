@@ -157,7 +157,13 @@ public sealed class XenstoreRing
             Volatile.Write(ref Field(_page(), ErrorOffset), reason);
         }
         catch (GuestMemoryException) { }
-        _conn?.Store.Log?.Invoke($"xenstore: ring of dom{_conn.Domid} broken: {why}");
+        if (_conn is { } conn)
+        {
+            conn.Store.Log?.Invoke($"xenstore: ring of dom{conn.Domid} broken: {why}");
+            // Like xenstored's ignore_connection(): its watches and transactions go. Not inline: we may hold the
+            // output lock here, which must never be held while taking the store lock.
+            ThreadPool.UnsafeQueueUserWorkItem(_ => conn.Close(), null);
+        }
         _notifyGuest();
     }
 }

@@ -81,7 +81,10 @@ public sealed partial class XenstoreStore
             ring.Attach(conn, d.Features);
             FireSpecial(IntroduceDomainPath, domid);
         }
-        ring.GuestNotified();
+        // Requests the guest queued before we attached. Under the store lock (a wire INTRODUCE) the ring's own
+        // lock must not be taken after ours, so the first kick goes to the thread pool.
+        if (Monitor.IsEntered(Sync)) ThreadPool.UnsafeQueueUserWorkItem(_ => ring.GuestNotified(), null);
+        else ring.GuestNotified();
         return conn;
     }
 

@@ -250,4 +250,42 @@ public sealed class RingTests
         Assert.Empty(g.Consume());
         Assert.False(_s.IsDomainIntroduced(1));
     }
+
+    [Fact]
+    public async Task WireIntroduceUsesTheRingResolver()
+    {
+        var g = new GuestRing();
+        (uint, ulong, uint)? asked = null;
+        _s.RingResolver = (domid, gfn, port) =>
+        {
+            asked = (domid, gfn, port);
+            return new XenstoreRing(() => g.Page, () => g.Notifications++);
+        };
+        // The guest queued a request before xenstored attached, as a booting kernel may.
+        g.Send(XsMessageType.GetDomainPath, "6");
+        Assert.Equal("OK\0", Wire.Dom0(_s).Req(XsMessageType.Introduce, 0, "6", "4096", "3"));
+        Assert.Equal((6u, 4096ul, 3u), asked);
+        List<(XsHeader H, string Body)> got = [];
+        for (int i = 0; i < 100 && got.Count == 0; i++)
+        {
+            await Task.Delay(20);
+            got = g.Consume();
+        }
+        Assert.Equal("/local/domain/6\0", Assert.Single(got).Body);
+    }
+
+    [Fact]
+    public async Task BrokenRingLosesItsWatches()
+    {
+        var (g, ring) = Introduce(1);
+        g.Send(XsMessageType.Watch, "data", "tok");
+        ring.GuestNotified();
+        var conn = _s.FindDomain(1)!.Connection!;
+        Assert.Single(conn.Watches);
+        g.Set(XenstoreRing.ReqProdOffset, g.Get(XenstoreRing.ReqConsOffset) + 2000);
+        ring.GuestNotified();
+        for (int i = 0; i < 100 && !conn.IsClosed; i++) await Task.Delay(20);
+        Assert.True(conn.IsClosed);
+        Assert.Empty(conn.Watches);
+    }
 }
