@@ -179,4 +179,19 @@ public sealed class TransactionTests
         Assert.Equal(2, attempts);
         Assert.Equal("11", c.Read("/counter"));
     }
+
+    [Fact]
+    public async Task ConcurrentTransactionalIncrementsAreNotLost()
+    {
+        using (var init = new XenstoreClient(_s)) init.Write("/counter", "0");
+        var workers = Enumerable.Range(0, 4).Select(_ => Task.Run(() =>
+        {
+            using var c = new XenstoreClient(_s);
+            for (int i = 0; i < 50; i++)
+                c.Transaction(tx => c.Write("/counter", (int.Parse(c.Read("/counter", tx)) + 1).ToString(), tx));
+        })).ToArray();
+        await Task.WhenAll(workers);
+        using var check = new XenstoreClient(_s);
+        Assert.Equal("200", check.Read("/counter"));
+    }
 }
