@@ -6,7 +6,7 @@ namespace XenSharp.Dom0.Xenstore;
 /// </summary>
 public sealed class XenstoreQuota
 {
-    public static readonly string[] Names = ["nodes", "watches", "outstanding", "transactions", "node-permissions", "path-max", "node-size"];
+    public static readonly string[] Names = ["nodes", "watches", "outstanding", "transactions", "transaction-nodes", "node-permissions", "path-max", "node-size"];
 
     /// <summary>Nodes owned by the domain (ENOSPC).</summary>
     public int Nodes { get; set; } = 1000;
@@ -16,6 +16,8 @@ public sealed class XenstoreQuota
     public int Outstanding { get; set; } = 20;
     /// <summary>Open transactions (ENOSPC).</summary>
     public int Transactions { get; set; } = 10;
+    /// <summary>Distinct nodes one transaction may touch (ENOSPC).</summary>
+    public int TransactionNodes { get; set; } = 1024;
     /// <summary>Entries in one permission list (SET_PERMS: ENOSPC).</summary>
     public int NodePermissions { get; set; } = 5;
     /// <summary>Path length below /local/domain/&lt;id&gt;/ (EINVAL).</summary>
@@ -31,6 +33,7 @@ public sealed class XenstoreQuota
         "watches" => Watches,
         "outstanding" => Outstanding,
         "transactions" => Transactions,
+        "transaction-nodes" => TransactionNodes,
         "node-permissions" => NodePermissions,
         "path-max" => PathMax,
         "node-size" => NodeSize,
@@ -45,6 +48,7 @@ public sealed class XenstoreQuota
             case "watches": Watches = value; break;
             case "outstanding": Outstanding = value; break;
             case "transactions": Transactions = value; break;
+            case "transaction-nodes": TransactionNodes = value; break;
             case "node-permissions": NodePermissions = value; break;
             case "path-max": PathMax = value; break;
             case "node-size": NodeSize = value; break;

@@ -32,8 +32,11 @@ internal sealed class XenstoreTransaction(XenstoreStore store, XenstoreConnectio
 
     private void Touch(string name)
     {
-        if (!_accessed.ContainsKey(name))
-            _accessed[name] = store.Committed.Get(name)?.Generation ?? NoGeneration;
+        if (_accessed.ContainsKey(name)) return;
+        // Bounds what a guest's transaction makes us remember (xenstored's "transaction-nodes").
+        if (!Connection.Privileged && XenstoreQuota.Exceeds(store.Domain(Connection.Domid).Quota.TransactionNodes, _accessed.Count + 1))
+            throw new XenstoreException(XsErrno.ENOSPC, "transaction-nodes quota");
+        _accessed[name] = store.Committed.Get(name)?.Generation ?? NoGeneration;
     }
 
     public XenstoreNode? Get(string name)

@@ -89,4 +89,15 @@ public sealed class QuotaTests
         u.Watch("b", "t");
         Assert.Equal("ENOSPC", u.Watch("c", "t"));
     }
+
+    [Fact]
+    public void TransactionNodesQuota()
+    {
+        var u = Home(2);
+        Assert.Equal("OK\0", Wire.Dom0(_s).Req(XsMessageType.SetQuota, 0, "2", "transaction-nodes", "10"));
+        uint tx = u.Start();
+        string last = "";
+        for (int i = 0; i < 20 && last != "ENOSPC"; i++) last = u.Read("n" + i, tx);
+        Assert.Equal("ENOSPC", last);
+    }
 }
