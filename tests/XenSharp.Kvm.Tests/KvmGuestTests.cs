@@ -120,7 +120,7 @@ public sealed class KvmGuestTests
         {
             try { exit = g.Vcpu.Run(); }
             catch (Exception e) { error = e; }
-        });
+        }) { IsBackground = true };
         runner.Start();
         Thread.Sleep(300);
         Assert.True(runner.IsAlive, $"the guest left its loop by itself: {exit}");
@@ -131,7 +131,7 @@ public sealed class KvmGuestTests
         Assert.Equal(TestGuest.CodeAddress, g.Vcpu.GetRegisters().Rip);
 
         // The kick was consumed: the guest runs again (and a second kick stops it again).
-        var again = new Thread(() => exit = g.Vcpu.Run());
+        var again = new Thread(() => exit = g.Vcpu.Run()) { IsBackground = true };
         exit = null;
         again.Start();
         Thread.Sleep(200);
@@ -203,7 +203,7 @@ public sealed class KvmGuestTests
         g.SetInterruptGate(32, handler);
 
         VcpuExit? exit = null;
-        var runner = new Thread(() => exit = g.Vcpu.Run());
+        var runner = new Thread(() => exit = g.Vcpu.Run()) { IsBackground = true };
         runner.Start();
         Thread.Sleep(200);
         g.Vcpu.Kick();
@@ -311,9 +311,9 @@ public sealed class KvmGuestTests
             Assert.Equal(ExitReason.Io, vcpu.Run().Reason);
         }
         Cycle(); // warm up: libraries, the kick signal, lazy runtime fds
-        int before = Directory.GetFiles("/proc/self/fd").Length;
+        int before = Directory.GetFileSystemEntries("/proc/self/fd").Length;
         for (int i = 0; i < 100; i++) Cycle();
-        int after = Directory.GetFiles("/proc/self/fd").Length;
+        int after = Directory.GetFileSystemEntries("/proc/self/fd").Length;
         Assert.Equal(before, after);
         Assert.DoesNotContain(File.ReadLines("/proc/self/maps"), l => l.Contains("kvm-vcpu"));
     }
