@@ -210,6 +210,16 @@ public sealed class KvmGuestTests
         Assert.True(runner.Join(TimeSpan.FromSeconds(10)), "Kick did not interrupt KVM_RUN");
         Assert.Equal(ExitReason.Interrupted, exit!.Value.Reason);
         Assert.True(g.Vcpu.GetRegisters().Rbx > 0, "the loop did not run");
+        if (!g.Vcpu.ReadyForInterruptInjection)
+        {
+            // As kvmpv.c does: ask KVM to come back as soon as the guest can take an interrupt.
+            g.Vcpu.RequestInterruptWindow = true;
+            VcpuExit window;
+            using (new Timer(_ => g.Vcpu.Kick(), null, 20_000, Timeout.Infinite)) // a watchdog, not a hang
+                window = g.Vcpu.Run();
+            Assert.Equal(new VcpuExit(ExitReason.Interrupted, Detail: "KVM_EXIT_IRQ_WINDOW_OPEN"), window);
+            g.Vcpu.RequestInterruptWindow = false;
+        }
         Assert.True(g.Vcpu.ReadyForInterruptInjection);
 
         g.Vcpu.InjectInterrupt(32);
