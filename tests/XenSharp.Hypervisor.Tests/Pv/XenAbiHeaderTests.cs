@@ -66,7 +66,7 @@ public sealed class XenAbiHeaderTests(Xunit.Abstractions.ITestOutputHelper outpu
         var sb = new StringBuilder();
         sb.AppendLine("#include <stdio.h>\n#include <stddef.h>\n#include <stdint.h>");
         foreach (var h in new[] { "xen.h", "errno.h", "event_channel.h", "memory.h", "vcpu.h", "grant_table.h", "sched.h",
-                     "callback.h", "features.h", "version.h", "elfnote.h", "io/console.h", "io/ring.h" })
+                     "callback.h", "features.h", "version.h", "elfnote.h", "io/console.h", "io/ring.h", "io/xs_wire.h" })
             sb.AppendLine($"#include <xen/{h}>");
         sb.AppendLine("struct xensharp_probe_req { uint64_t a; };\nstruct xensharp_probe_rsp { uint64_t b; };");
         sb.AppendLine("DEFINE_RING_TYPES(xensharp_probe, struct xensharp_probe_req, struct xensharp_probe_rsp);");
