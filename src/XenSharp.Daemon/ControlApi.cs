@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using XenSharp.Api;
 using XenSharp.Hypervisor;
+using XenSharp.Hypervisor.Scheduling;
 using XenSharp.Toolstack;
 using XenSharp.Toolstack.Config;
 
@@ -17,7 +18,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
 {
     /// <summary>Commands that change something: audited, and refused to read-only tokens.</summary>
     public static readonly IReadOnlySet<string> Mutating = new HashSet<string>
-        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke" };
+        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin" };
 
     /// <summary>Commands only root on the unix socket may use: token management.</summary>
     public static readonly IReadOnlySet<string> LocalOnly = new HashSet<string> { "token-create", "token-list", "token-revoke" };
@@ -43,6 +44,9 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
                 "shutdown" => await Shutdown(Args<ShutdownArgs>(request), cancel),
                 "dmesg" => Dmesg(Args<DmesgArgs>(request)),
                 "console" => Console(Args<DomainArgs>(request)),
+                "sched-credit" => Ok(SchedCredit(request.ArgsAs<SchedCreditArgs>() ?? new SchedCreditArgs())),
+                "vcpu-pin" => VcpuPin(Args<VcpuPinArgs>(request)),
+                "vcpu-list" => Ok(VcpuList(request.ArgsAs<VcpuListArgs>() ?? new VcpuListArgs())),
                 "token-create" => Ok(CreateToken(Args<TokenCreateArgs>(request), caller)),
                 "token-list" => Ok(tokens.List().Select(t => new TokenSummary(t.Name, t.Scope.ToString().ToLowerInvariant(), t.CreatedUtc)).ToArray()),
                 "token-revoke" => RevokeToken(Args<TokenNameArgs>(request)),
@@ -71,6 +75,39 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
         var (plan, warnings) = ConfigLoader.Load(args.ConfigText, args.ConfigPath, args.Overrides, args.WorkingDirectory);
         var domain = toolstack.Create(plan, args.Paused);
         return new CreateResult(domain.Id, domain.Name, warnings);
+    }
+
+    private SchedCreditRow[] SchedCredit(SchedCreditArgs args)
+    {
+        var scheduler = toolstack.Hypervisor.Scheduler;
+        var domains = args.Domain is null ? toolstack.Hypervisor.Domains : [toolstack.Resolve(args.Domain)];
+        if (args.Weight is not null || args.Cap is not null)
+        {
+            if (args.Domain is null) throw new ArgumentException("give a domain (-d) to change its weight or cap");
+            scheduler.Set(domains[0], args.Weight, args.Cap);
+        }
+        return domains.Select(d => scheduler.Get(d) is var p ? new SchedCreditRow(d.Name, d.Id, p.Weight, p.Cap) : null!).ToArray();
+    }
+
+    private Outcome VcpuPin(VcpuPinArgs args)
+    {
+        var domain = toolstack.Resolve(args.Domain);
+        var cpus = CpuAffinity.Parse(args.Cpus).Resolve(HostCpus.Count);
+        var vcpus = args.Vcpu == "all" ? domain.Vcpus
+            : int.TryParse(args.Vcpu, out int n) && n >= 0 && n < domain.Vcpus.Count ? [domain.Vcpus[n]]
+            : throw new ArgumentException($"vcpu '{args.Vcpu}': expected 'all' or a number below {domain.Vcpus.Count}");
+        foreach (var v in vcpus) toolstack.Hypervisor.Scheduler.Pin(v, cpus);
+        return new Outcome(Response.Success());
+    }
+
+    private VcpuRow[] VcpuList(VcpuListArgs args)
+    {
+        var domains = args.Domain is null ? toolstack.Hypervisor.Domains : [toolstack.Resolve(args.Domain)];
+        return domains.SelectMany(d => d.Vcpus.Select(v => new VcpuRow(d.Name, d.Id, v.Id,
+            v.HostThreadId == 0 ? -1 : HostCpus.LastCpu(v.HostThreadId),
+            v.RunState switch { VcpuRunState.Running => "r", VcpuRunState.Blocked => "b", VcpuRunState.Runnable => "-", _ => "p" } + (d.IsPaused ? "p" : "-") + "-",
+            v.CpuTime.TotalSeconds,
+            HostCpus.Format(v.HardAffinity ?? Enumerable.Range(0, HostCpus.Count).ToArray())))).ToArray();
     }
 
     private TokenCreateResult CreateToken(TokenCreateArgs args, Caller caller)
