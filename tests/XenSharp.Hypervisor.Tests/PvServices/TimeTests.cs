@@ -94,8 +94,8 @@ public sealed class TimeTests : IDisposable
     {
         var d = _h.NewDomain(vcpus: 2);
         d.Pv.Vcpu(1)!.Down = false; // As if brought up.
-        uint port = d.BindVirq(Virq.Timer, 1);
         Assert.Equal(0, d.Call(Hypercall.VcpuOp, (ulong)VcpuOp.StopPeriodicTimer, 1));
+        uint port = d.BindVirq(Virq.Timer, 1);
         ulong deadline = d.Pv.Clock.SystemTimeNs() + 30_000_000;
         d.Put(PvHarness.Scratch, new VcpuSetSingleshotTimer { TimeoutAbsNs = deadline });
         Assert.Equal(0, d.Call(Hypercall.VcpuOp, (ulong)VcpuOp.SetSingleshotTimer, 1, PvHarness.Scratch, vcpu: 1));
@@ -112,8 +112,8 @@ public sealed class TimeTests : IDisposable
     public void SingleshotRules()
     {
         var d = _h.NewDomain(vcpus: 2);
-        uint port = d.BindVirq(Virq.Timer, 0);
         d.Call(Hypercall.VcpuOp, (ulong)VcpuOp.StopPeriodicTimer, 0);
+        uint port = d.BindVirq(Virq.Timer, 0);
         // In the past with VCPU_SSHOTTMR_future → -ETIME; without it → fires at once.
         d.Put(PvHarness.Scratch, new VcpuSetSingleshotTimer { TimeoutAbsNs = 1, Flags = VcpuOp.SingleshotFuture });
         Assert.Equal(-XenErrno.ETIME, d.Call(Hypercall.VcpuOp, (ulong)VcpuOp.SetSingleshotTimer, 0, PvHarness.Scratch));
