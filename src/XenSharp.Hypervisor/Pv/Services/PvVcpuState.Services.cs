@@ -126,7 +126,8 @@ public sealed partial class PvVcpuState
             if (VcpuInfoRegistered) return -XenErrno.EINVAL;
             ulong newOff = mfn * 4096 + offset;
             Span<byte> old = stackalloc byte[64];
-            if (_hasVcpuInfo) _vcpuInfoMemory.Span(_vcpuInfoOffset, 64).CopyTo(old); else old.Clear();
+            if (_hasVcpuInfo) _vcpuInfoMemory.Span(_vcpuInfoOffset, 64).CopyTo(old);
+            else { old.Clear(); old[1] = 1; } // From Xen's dummy vcpu_info: a fresh area with events masked.
             old.CopyTo(mem.Span(newOff, 64));
             // The old slot keeps the mask set so that nothing is delivered through it any more.
             if (_hasVcpuInfo) _vcpuInfoMemory.Span(_vcpuInfoOffset, 64)[1] = 1;
