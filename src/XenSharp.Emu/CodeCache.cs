@@ -19,7 +19,7 @@ public sealed unsafe partial class EmuVcpu
         public int VerifiedRun;
         public readonly byte[] Snapshot = new byte[4096];
         public readonly short[] Index = new short[4096]; // 1-based index into Insns, 0 = not decoded
-        public Instruction[] Insns = new Instruction[64];
+        public Decoded[] Insns = new Decoded[64];
         public int Count;
     }
 
@@ -39,7 +39,7 @@ public sealed unsafe partial class EmuVcpu
     private ulong _curLin = NoPage;
     private CodePage? _cur;
     private int _runId;
-    private Instruction _crossPage;
+    private Decoded _crossPage;
     private readonly byte[] _crossBytes = new byte[16];
 
     /// <summary>Forgets every decoded instruction: call after the host rewrote guest code during a run.</summary>
@@ -51,7 +51,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref Instruction Fetch()
+    private ref Decoded Fetch()
     {
         ulong rip = _rip;
         var cp = _cur;
@@ -63,7 +63,8 @@ public sealed unsafe partial class EmuVcpu
         return ref FetchSlow(rip);
     }
 
-    private ref Instruction FetchSlow(ulong rip)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private ref Decoded FetchSlow(ulong rip)
     {
         if (_cs.L == 0) throw new EmuInternalError($"CS 0x{_cs.Selector:x} is not a 64-bit code segment: only long mode is implemented");
         ulong lin = rip & ~0xfffUL;
@@ -86,13 +87,14 @@ public sealed unsafe partial class EmuVcpu
             return ref DecodeCrossPage(rip, cp, off);
         if (cp.Count == cp.Insns.Length) Array.Resize(ref cp.Insns, cp.Insns.Length * 2);
         if (cp.Count >= short.MaxValue) { InvalidateCodeCache(); return ref FetchSlow(rip); }
-        cp.Insns[cp.Count] = ins;
+        cp.Insns[cp.Count].I = ins;
+        Classify(ref cp.Insns[cp.Count]);
         cp.Index[off] = (short)(++cp.Count);
         return ref cp.Insns[cp.Count - 1];
     }
 
     /// <summary>An instruction that straddles two pages: decoded each time, never cached.</summary>
-    private ref Instruction DecodeCrossPage(ulong rip, CodePage cp, int off)
+    private ref Decoded DecodeCrossPage(ulong rip, CodePage cp, int off)
     {
         int first = 4096 - off;
         var t2 = Translate(rip + (ulong)first, AccFetch, _cpl == 3);
@@ -105,8 +107,9 @@ public sealed unsafe partial class EmuVcpu
             _reader.Len = 15;
             _reader.Pos = 0;
             _decoder.IP = rip;
-            _decoder.Decode(out _crossPage);
+            _decoder.Decode(out _crossPage.I);
         }
+        Classify(ref _crossPage);
         return ref _crossPage;
     }
 

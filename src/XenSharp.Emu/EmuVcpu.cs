@@ -235,6 +235,7 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once for a long time: skip tier-0/OSR
     private VcpuExit Loop()
     {
         int budget = KickInterval;
@@ -249,8 +250,7 @@ public sealed unsafe partial class EmuVcpu : IVcpu
             if (_irqAny != 0 && (_rflags & IF) != 0 && _retired - _shadowAt >= 2 && !TryDeliverInterrupt())
                 return new VcpuExit(ExitReason.Shutdown, Detail: "triple fault");
             _mmioCursor = 0;
-            ref Instruction ins = ref Fetch();
-            Execute(ref ins);
+            ExecuteDecoded(ref Fetch());
             _retired++;
             if (_mmioCount != 0) { _mmioCount = 0; _mmioReadPending = false; }
             if (_exitPending)

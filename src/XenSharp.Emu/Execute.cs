@@ -90,6 +90,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>Computes a read-modify-write operation on <paramref name="a"/>; sets flags as the instruction does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong Compute(Mnemonic m, ulong a, ulong b, int size)
     {
         switch (m)
@@ -113,6 +114,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>Read-modify-write of operand 0 (register or memory), atomically when LOCK is present. Returns the old value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong Rmw(ref Instruction i, Mnemonic m, int size, ulong b, ulong la = ulong.MaxValue, bool forceLock = false)
     {
         if (i.Op0Kind == OpKind.Register)
@@ -153,6 +155,7 @@ public sealed unsafe partial class EmuVcpu
         throw GuestFault.Ud();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Execute(ref Instruction i)
     {
         ulong next = i.NextIP;
@@ -586,6 +589,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>MOV to/from segment, control and debug registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MovSpecial(ref Instruction i)
     {
         var r0 = i.Op0Register;
@@ -614,6 +618,7 @@ public sealed unsafe partial class EmuVcpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Cmpxchg(ref Instruction i)
     {
         int sz = OpSize(ref i);
@@ -671,6 +676,7 @@ public sealed unsafe partial class EmuVcpu
         else { _rflags &= ~ZF; _r[0] = lo; _r[2] = hi; }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void BitTest(ref Instruction i, Mnemonic m)
     {
         int sz = OpSize(ref i);
@@ -697,6 +703,7 @@ public sealed unsafe partial class EmuVcpu
         Rmw(ref i, m, sz, (ulong)bit, la);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void BitScan(ref Instruction i, Mnemonic m)
     {
         var r = i.Op0Register;
@@ -729,6 +736,7 @@ public sealed unsafe partial class EmuVcpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Multiply(ref Instruction i, Mnemonic m)
     {
         bool signed = m == Mnemonic.Imul;
@@ -809,6 +817,7 @@ public sealed unsafe partial class EmuVcpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Divide(ref Instruction i, bool signed)
     {
         int sz = OpSize(ref i);
