@@ -95,7 +95,7 @@ public sealed unsafe partial class EmuVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SetArith(ulong f) => _rflags = (_rflags & ~ArithFlags) | f;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong AluAdd(ulong a, ulong b, ulong c, int size)
     {
         ulong m = Mask(size);
@@ -109,7 +109,7 @@ public sealed unsafe partial class EmuVcpu
         return r;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong AluSub(ulong a, ulong b, ulong c, int size)
     {
         ulong m = Mask(size);
@@ -122,7 +122,7 @@ public sealed unsafe partial class EmuVcpu
         return r;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong AluLogic(ulong r, int size)
     {
         r &= Mask(size);
@@ -158,7 +158,7 @@ public sealed unsafe partial class EmuVcpu
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Cond(ConditionCode cc) => cc switch
     {
         ConditionCode.o => (_rflags & OF) != 0,

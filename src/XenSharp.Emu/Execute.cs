@@ -57,6 +57,7 @@ public sealed unsafe partial class EmuVcpu
         else WriteMem(Ea(ref i), size, v);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SetGpr(int idx, int size, ulong v)
     {
         ulong* p = _r + idx;

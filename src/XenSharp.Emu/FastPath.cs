@@ -169,6 +169,7 @@ public sealed unsafe partial class EmuVcpu
         _ => AluLogic(a ^ b, size),
     };
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool CondCode(byte cc) => Cond((ConditionCode)cc);
 
     /// <summary>Executes one pre-classified instruction; returns false when it must take the general path.</summary>
