@@ -42,6 +42,12 @@ public sealed unsafe partial class EmuVcpu
     private Decoded _crossPage;
     private readonly byte[] _crossBytes = new byte[16];
 
+    /// <summary>
+    /// Drops every cached translation, as a CR3 reload would. The VMM calls it after writing guest page tables from
+    /// the host; <see cref="SetSpecialRegisters"/> does it too.
+    /// </summary>
+    public void InvalidateTlb() => FlushTlb();
+
     /// <summary>Forgets every decoded instruction: call after the host rewrote guest code during a run.</summary>
     public void InvalidateCodeCache()
     {

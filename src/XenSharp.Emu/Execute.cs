@@ -161,6 +161,11 @@ public sealed unsafe partial class EmuVcpu
     {
         ulong next = i.NextIP;
         Mnemonic m = i.Mnemonic;
+        if (i.HasLockPrefix && !(m is Mnemonic.Add or Mnemonic.Adc or Mnemonic.And or Mnemonic.Btc or Mnemonic.Btr or Mnemonic.Bts
+            or Mnemonic.Cmpxchg or Mnemonic.Cmpxchg8b or Mnemonic.Cmpxchg16b or Mnemonic.Dec or Mnemonic.Inc or Mnemonic.Neg
+            or Mnemonic.Not or Mnemonic.Or or Mnemonic.Sbb or Mnemonic.Sub or Mnemonic.Xor or Mnemonic.Xadd or Mnemonic.Xchg)
+            || (i.HasLockPrefix && i.Op0Kind != OpKind.Memory))
+            throw GuestFault.Ud();
         switch (m)
         {
             case Mnemonic.Mov:
