@@ -46,10 +46,25 @@ public sealed unsafe partial class EmuVcpu
     /// Drops every cached translation, as a CR3 reload would. The VMM calls it after writing guest page tables from
     /// the host; <see cref="SetSpecialRegisters"/> does it too.
     /// </summary>
-    public void InvalidateTlb() => FlushTlb();
+    public void InvalidateTlb() => Interlocked.Or(ref _flushRequest, FlushTlbRequest);
 
-    /// <summary>Forgets every decoded instruction: call after the host rewrote guest code during a run.</summary>
-    public void InvalidateCodeCache()
+    /// <summary>
+    /// Forgets every decoded instruction: call after the host rewrote guest code while the vCPU may be running.
+    /// Thread-safe: the vCPU applies it at its next instruction-batch boundary (and at the start of Run).
+    /// </summary>
+    public void InvalidateCodeCache() => Interlocked.Or(ref _flushRequest, FlushCodeRequest);
+
+    private const int FlushTlbRequest = 1, FlushCodeRequest = 2;
+    private int _flushRequest;
+
+    private void ApplyFlushRequests()
+    {
+        int req = Interlocked.Exchange(ref _flushRequest, 0);
+        if ((req & FlushTlbRequest) != 0) FlushTlb();
+        if ((req & FlushCodeRequest) != 0) DropCodeCache();
+    }
+
+    private void DropCodeCache()
     {
         _codePages.Clear();
         _cur = null;
@@ -92,7 +107,7 @@ public sealed unsafe partial class EmuVcpu
         if (_decoder.LastError == DecoderError.NoMoreBytes)
             return ref DecodeCrossPage(rip, cp, off);
         if (cp.Count == cp.Insns.Length) Array.Resize(ref cp.Insns, cp.Insns.Length * 2);
-        if (cp.Count >= short.MaxValue) { InvalidateCodeCache(); return ref FetchSlow(rip); }
+        if (cp.Count >= short.MaxValue) { DropCodeCache(); return ref FetchSlow(rip); }
         cp.Insns[cp.Count].I = ins;
         Classify(ref cp.Insns[cp.Count]);
         cp.Index[off] = (short)(++cp.Count);
@@ -121,7 +136,12 @@ public sealed unsafe partial class EmuVcpu
 
     private CodePage GetCodePage(ulong lin)
     {
-        var t = Translate(lin, AccFetch, _cpl == 3);
+        Translation t;
+        ref var te = ref _tlb[(int)(lin >> 12) & (TlbSize - 1)];
+        if (te.Tag == (lin >> 12) + 1 && (te.Perm & _needFetch) != 0)
+            t = new Translation { Host = te.Host, Pa = te.Pa, Gen = te.Gen }; // no page walk when jumping between cached pages
+        else
+            t = Translate(lin, AccFetch, _cpl == 3);
         if (t.Host is null) throw new EmuInternalError($"instruction fetch at 0x{lin:x} from guest-physical 0x{t.Pa:x}, which has no RAM");
         if (_codePages.TryGetValue(lin, out var cp) && cp.Pa == t.Pa && cp.Host == t.Host && cp.GenValue == *cp.Gen)
         {
