@@ -157,6 +157,41 @@ public sealed class InstructionTests
     }
 
     [Fact]
+    public void Fxsave_fxrstor_and_mxcsr_keep_fpu_state()
+    {
+        using var m = new TestMachine();
+        var sregs = m.LongModeSregs(0);
+        m.Assemble(K, a =>
+        {
+            a.mov(rsi, D);
+            a.mov(__dword_ptr[rsi + 0x1000], 0x1fa0);
+            a.ldmxcsr(__dword_ptr[rsi + 0x1000]);
+            a.fxsave64(__[rsi]);
+            a.fninit();
+            a.stmxcsr(__dword_ptr[rsi + 0x1004]);
+            a.fnstcw(__word_ptr[rsi + 0x1008]);
+            a.mov(__dword_ptr[rsi + 24], 0x1f80);
+            a.fxrstor64(__[rsi]);
+            a.stmxcsr(__dword_ptr[rsi + 0x100c]);
+            a.fxsave64(__[rsi + 1]); // misaligned: #GP
+        });
+        m.Start(K);
+        sregs.Cr4 |= X86.Cr4Osfxsr;
+        m.Cpu.SetSpecialRegisters(sregs);
+        m.ExpectVector(13);
+        Assert.Equal(0x037fU, m.Memory.ReadUInt16(D));
+        Assert.Equal(0x1fa0U, m.Memory.ReadUInt32(D + 0x1004));
+        Assert.Equal(0x037fU, m.Memory.ReadUInt16(D + 0x1008));
+        Assert.Equal(0x1f80U, m.Memory.ReadUInt32(D + 0x100c));
+        // CR0.TS: #NM.
+        m.Start(K);
+        sregs.Cr0 |= 8;
+        m.Cpu.SetSpecialRegisters(sregs);
+        m.Assemble(K, a => a.fxsave64(__[0x200000]));
+        m.ExpectVector(7);
+    }
+
+    [Fact]
     public void Lock_prefix_on_a_register_or_mov_is_ud()
     {
         using var m = new TestMachine();
