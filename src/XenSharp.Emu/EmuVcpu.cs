@@ -210,7 +210,8 @@ public sealed unsafe partial class EmuVcpu : IVcpu
     {
         if (!_ioPending) return;
         _ioPending = false;
-        if (_rip != _ioRip) return; // the VMM moved RIP: like KVM, do not complete
+        if (_rip != _ioRip) { _ioStringKind = 0; return; } // the VMM moved RIP: like KVM, do not complete
+        if (_ioStringKind != 0) { CompleteStringIo(); return; }
         if (_ioIsIn)
         {
             ulong v = _completedValue;
@@ -222,7 +223,6 @@ public sealed unsafe partial class EmuVcpu : IVcpu
             }
         }
         _rip = _ioNext;
-        _retired++;
     }
 
     private void CheckMapVersion()

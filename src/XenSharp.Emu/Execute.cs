@@ -480,6 +480,9 @@ public sealed unsafe partial class EmuVcpu
                 _completedValue = ulong.MaxValue;
                 return; // RIP stays on the instruction until the next Run completes it, as KVM does
             }
+            case Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
+                StringIo(ref i, m, next);
+                return;
             case Mnemonic.Int3:
                 SoftwareInterrupt(3, next, true);
                 return;

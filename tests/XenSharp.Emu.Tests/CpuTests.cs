@@ -48,6 +48,35 @@ public sealed class CpuTests
     }
 
     [Fact]
+    public void Rep_ins_and_outs_exit_once_per_element()
+    {
+        using var m = new TestMachine();
+        m.Memory.Write(D, [1, 2, 3]);
+        m.Assemble(K, a =>
+        {
+            a.mov(edx, 0x511);
+            a.mov(rsi, D);
+            a.mov(ecx, 3);
+            a.rep.outsb();
+            a.mov(rdi, D + 0x100);
+            a.mov(ecx, 2);
+            a.rep.insw();
+            a.hlt();
+        });
+        m.Start(K);
+        for (int k = 1; k <= 3; k++) Assert.Equal(new VcpuExit(ExitReason.Io, 0x511, 1, true, (ulong)k), m.Run());
+        for (int k = 0; k < 2; k++)
+        {
+            Assert.Equal(new VcpuExit(ExitReason.Io, 0x511, 2, false), m.Run());
+            m.Cpu.CompleteRead(0xa0a0UL + (ulong)k);
+        }
+        Assert.Equal(ExitReason.Halt, m.Run().Reason);
+        Assert.Equal(0xa0a0U, m.Memory.ReadUInt16(D + 0x100));
+        Assert.Equal(0xa0a1U, m.Memory.ReadUInt16(D + 0x102));
+        Assert.Equal((D + 3, D + 0x104, 0UL), (m.Regs.Rsi, m.Regs.Rdi, m.Regs.Rcx));
+    }
+
+    [Fact]
     public void Hlt_exits_with_rip_after_it()
     {
         using var m = new TestMachine();
