@@ -166,7 +166,8 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_shutdown) return new VcpuExit(ExitReason.Shutdown, Detail: "triple fault");
         _runId++;
-        if (_kick != 0) { _kick = 0; CancelPendingIo(); return new VcpuExit(ExitReason.Interrupted); }
+        // A kick before a pending IN/OUT/MMIO completion keeps the completion for the Run after.
+        if (_kick != 0) { _kick = 0; return new VcpuExit(ExitReason.Interrupted); }
         CheckMapVersion();
         if (_flushRequest != 0) ApplyFlushRequests();
         CompletePendingIo();
@@ -199,11 +200,6 @@ public sealed unsafe partial class EmuVcpu : IVcpu
                 return new VcpuExit(ExitReason.InternalError, Detail: e.Message);
             }
         }
-    }
-
-    private void CancelPendingIo()
-    {
-        // A kick before the IN/OUT completed keeps the completion for the Run after.
     }
 
     private void CompletePendingIo()
