@@ -591,7 +591,7 @@ public sealed unsafe partial class EmuVcpu
                 SetGpr(0, 1, ReadMem(_r[3] + (byte)_r[0] + SegBase(i.MemorySegment), 1));
                 break;
             default:
-                if (!ExecuteFpuState(ref i, m)) { Unimplemented(ref i); return; }
+                if (!ExecuteFpuState(ref i, m) && !ExecuteBmi(ref i, m)) { Unimplemented(ref i); return; }
                 break;
         }
         _rip = next;

@@ -16,6 +16,7 @@ public sealed class CProgramTests(ITestOutputHelper output)
     [InlineData("-O1")]
     [InlineData("-O3 -funroll-loops")]
     [InlineData("-Os")]
+    [InlineData("-O2 -march=haswell")] // BMI1/BMI2/MOVBE/LZCNT forms
     public void Gcc_compiled_program_matches_native_output(string optimization)
     {
         Skip.If(Native.Which("gcc") is null || Native.Which("objcopy") is null || Native.Which("nm") is null,
