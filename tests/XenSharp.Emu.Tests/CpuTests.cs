@@ -152,6 +152,30 @@ public sealed class CpuTests
     }
 
     [Fact]
+    public void Unmapped_slot_becomes_mmio_for_a_running_vcpu()
+    {
+        using var extra = new GuestMemory(0x1000);
+        extra.WriteUInt32(0, 0x600d);
+        using var m = new TestMachine(8 << 20);
+        m.Vm.MapMemory(1, 0xe00000, extra, 0, 0x1000);
+        m.Assemble(K, a =>
+        {
+            a.mov(rsi, 0xe00000);
+            a.mov(eax, __dword_ptr[rsi]);
+            a.@out(0x10, al);
+            a.mov(ebx, __dword_ptr[rsi]);
+            a.hlt();
+        });
+        m.Start(K);
+        Assert.Equal(new VcpuExit(ExitReason.Io, 0x10, 1, true, 0x0d), m.Run());
+        m.Vm.UnmapMemory(1);
+        Assert.Equal(new VcpuExit(ExitReason.Mmio, 0xe00000, 4, false), m.Run());
+        m.Cpu.CompleteRead(0xbad);
+        Assert.Equal(ExitReason.Halt, m.Run().Reason);
+        Assert.Equal(0xbadUL, m.Regs.Rbx);
+    }
+
+    [Fact]
     public void Page_faults_have_error_codes_and_cr2()
     {
         using var m = new TestMachine();
