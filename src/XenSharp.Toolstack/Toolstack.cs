@@ -24,7 +24,9 @@ public sealed class Toolstack : IDisposable
 {
     private readonly ConcurrentDictionary<uint, ManagedDomain> _managed = new();
     private readonly ToolstackOptions _options;
+    // One dom0 connection to xenstored; a connection carries one request at a time, so callers take _xsLock.
     private readonly XenstoreClient _xs;
+    private readonly object _xsLock = new();
 
     public XenHypervisor Hypervisor { get; }
 
@@ -63,7 +65,7 @@ public sealed class Toolstack : IDisposable
         try
         {
             ApplyScheduling(domain, plan);
-            DomainStoreLayout.Write(_xs, domain, plan, rings: null);
+            lock (_xsLock) DomainStoreLayout.Write(_xs, domain, plan, rings: null);
             var logger = new ConsoleLogger(domain.Console, _options.ConsoleLogDirectory, plan.Name);
             managed = new ManagedDomain(domain, plan, control, logger);
             _managed[domain.Id] = managed;
@@ -177,7 +179,7 @@ public sealed class Toolstack : IDisposable
     public void Rename(Domain domain, string newName)
     {
         Hypervisor.Rename(domain, newName);
-        DomainStoreLayout.Rename(_xs, domain);
+        lock (_xsLock) DomainStoreLayout.Rename(_xs, domain);
     }
 
     private void Restart(DomainPlan plan)
@@ -197,7 +199,7 @@ public sealed class Toolstack : IDisposable
     {
         try
         {
-            DomainStoreLayout.Remove(_xs, domain);
+            lock (_xsLock) DomainStoreLayout.Remove(_xs, domain);
             if (Store.IsDomainIntroduced(domain.Id)) Store.ReleaseDomain(domain.Id);
         }
         catch (XenstoreException e)
