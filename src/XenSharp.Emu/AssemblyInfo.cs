@@ -1,1 +1,3 @@
-namespace XenSharp.Emu;
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("XenSharp.Emu.Tests")]
