@@ -52,3 +52,9 @@ public readonly record struct TrapEntry(byte Flags, ushort Cs, ulong Address)
     public int Dpl => Flags & 3;
     public bool MasksEvents => (Flags & 4) != 0;
 }
+
+public sealed partial class PvVcpuState
+{
+    /// <summary>The context the vCPU returns to at its next entry (set by exit handling, consumed by BeforeEntry).</summary>
+    public GuestContext? PendingResume;
+}

@@ -1,0 +1,318 @@
+using XenSharp.Accel;
+using XenSharp.Hypervisor.Pv.Abi;
+using XenSharp.Hypervisor.Pv.Cpu;
+
+namespace XenSharp.Hypervisor.Pv;
+
+/// <summary>One hypercall in flight: its vCPU, arguments, and the guest context it returns to (which iret replaces).</summary>
+public sealed class PvHypercall
+{
+    public required VirtualCpu Vcpu { get; init; }
+    public required PvVcpuState State { get; init; }
+    public required int Number { get; init; }
+    public ulong A1, A2, A3, A4, A5;
+    public GuestContext Context;
+    /// <summary>What the vCPU does after the return (SCHEDOP_block → Block, shutdown → Stop).</summary>
+    public ExitAction Action = ExitAction.Continue;
+    public bool InMulticall { get; init; }
+}
+
+/// <summary>
+/// The platform of a PV domain: decodes doorbell exits (hypercall, user syscall, exception, refused resume), dispatches
+/// hypercalls, bounces exceptions and events into the guest, emulates privileged instructions, and returns to the
+/// guest through the resume stub (which also carries out queued page-table writes and flushes in guest context).
+/// </summary>
+public sealed partial class PvPlatform : IDomainPlatform
+{
+    private readonly Domain _domain;
+    private readonly PvVcpuState[] _states;
+    private readonly Dictionary<int, Func<PvHypercall, long>> _table = new();
+    private readonly Func<ulong, (GuestMemory Mem, ulong Offset)?>? _specialFrame;
+
+    public HypervisorArea Area { get; }
+    public PvMmu Mmu { get; }
+    public PvTraps Traps { get; }
+    public GuestPageWalker Walker { get; }
+
+    /// <summary>pvservices' dispatcher: returns null for a hypercall it does not implement (then the CPU half's own table, then a minimal fallback).</summary>
+    public Func<PvHypercall, long?>? Services { get; set; }
+
+    /// <summary>Exits per hypercall number (doorbell exits that were hypercalls), for measurements.</summary>
+    public long[] HypercallCounts { get; } = new long[64];
+
+    public PvPlatform(Domain domain, HypervisorArea area, PvMmu mmu, VcpuInfoLocator vcpuInfo, Func<ulong, (GuestMemory Mem, ulong Offset)?>? specialFrame = null)
+    {
+        _domain = domain;
+        Area = area;
+        Mmu = mmu;
+        _specialFrame = specialFrame;
+        Walker = new GuestPageWalker(domain.Memory, specialFrame);
+        Traps = new PvTraps(Walker, vcpuInfo);
+        _states = new PvVcpuState[area.MaxVcpus];
+        for (int i = 0; i < _states.Length; i++) _states[i] = new PvVcpuState();
+        RegisterCpuHypercalls();
+    }
+
+    public Domain Domain => _domain;
+    public PvVcpuState State(int vcpu) => _states[vcpu];
+
+    /// <summary>Adds or replaces a hypercall handler in the CPU half's table.</summary>
+    public void RegisterHypercall(int number, Func<PvHypercall, long> handler) => _table[number] = handler;
+
+    public ExitAction HandleExit(VirtualCpu vcpu, in VcpuExit exit)
+    {
+        var st = _states[vcpu.Id];
+        try
+        {
+            switch (exit.Reason)
+            {
+                case ExitReason.Mmio when (exit.Address & ~0xfffUL) == PvLayout.DoorbellGpa:
+                    return Doorbell(vcpu, st, exit.Address & 0xfff, exit.Data);
+                case ExitReason.Mmio:
+                    if (!exit.IsWrite) vcpu.Cpu.CompleteRead(ulong.MaxValue);
+                    throw new PvCrashException($"access to guest-physical 0x{exit.Address:x} with no memory behind it");
+                case ExitReason.Io:
+                    // PVM hands CPL3 port I/O to us instead of raising #GP: a domU owns no ports (reads all-ones, writes dropped).
+                    if (!exit.IsWrite) vcpu.Cpu.CompleteRead(exit.Size >= 4 ? 0xffffffffUL : (1UL << (exit.Size * 8)) - 1);
+                    return ExitAction.Continue;
+                case ExitReason.Halt:
+                    return ExitAction.Block;
+                case ExitReason.SystemEvent:
+                    _domain.Shutdown(ShutdownReason.Poweroff);
+                    return ExitAction.Stop;
+                default:
+                    throw new PvCrashException($"unexpected exit {exit}");
+            }
+        }
+        catch (PvCrashException e)
+        {
+            _domain.Crash($"vcpu{vcpu.Id}: {e.Message}");
+            return ExitAction.Stop;
+        }
+    }
+
+    private ExitAction Doorbell(VirtualCpu vcpu, PvVcpuState st, ulong offset, ulong data)
+    {
+        var regs = vcpu.Cpu.GetRegisters();
+        if (offset < 0x800)
+        {
+            st.AtRing0 = true;
+            return Trap(vcpu, st, (int)(offset / 8), data, regs);
+        }
+        switch (offset)
+        {
+            case PvLayout.DbSyscall:
+            case PvLayout.DbSyscall32:
+            {
+                st.AtRing0 = (data & 3) == 0;
+                var ctx = new GuestContext { Regs = regs, Cs = st.CurrentCs, Ss = st.CurrentSs };
+                ctx.Regs.Rip = regs.Rcx;
+                ctx.Regs.Rflags = regs.R11;
+                if (!st.KernelMode)
+                {
+                    Traps.UserSyscall(vcpu.Id, st, ref ctx, offset == PvLayout.DbSyscall32);
+                    st.PendingResume = ctx;
+                    return ExitAction.Continue;
+                }
+                return DoHypercall(vcpu, st, ctx);
+            }
+            case PvLayout.DbResumeRefused:
+            {
+                // The guest itself executed int 0xfe: the int frame is on the ring-0 stack.
+                st.AtRing0 = true;
+                var ctx = ReadRing0Frame(vcpu, regs, 0, out _);
+                ctx.Regs.Rip -= 2;
+                Traps.BounceException(vcpu.Id, st, ref ctx, X86.VectorGp, ((ulong)PvLayout.ResumeVector << 3) | 2);
+                st.PendingResume = ctx;
+                return ExitAction.Continue;
+            }
+            default:
+                throw new PvCrashException($"doorbell at unknown offset 0x{offset:x}");
+        }
+    }
+
+    /// <summary>Reads the hardware frame on the ring-0 stack: <paramref name="pushed"/> words pushed by the stub, then rip, cs, rflags, rsp, ss.</summary>
+    private GuestContext ReadRing0Frame(VirtualCpu vcpu, in VcpuRegisters regs, int pushed, out ulong[] words)
+    {
+        if (!Area.TryVcpuBlockOffset(regs.Rsp, out ulong off) || !Area.TryVcpuBlockOffset(regs.Rsp + (ulong)(pushed + 5) * 8 - 1, out _))
+            throw new PvCrashException($"ring-0 stack pointer 0x{regs.Rsp:x} outside the vCPU blocks");
+        words = new ulong[pushed + 5];
+        for (int i = 0; i < words.Length; i++) words[i] = Area.Memory.ReadUInt64(off + (ulong)i * 8);
+        var ctx = new GuestContext { Regs = regs, Cs = (ushort)words[pushed + 1], Ss = (ushort)words[pushed + 4] };
+        ctx.Regs.Rip = words[pushed];
+        ctx.Regs.Rflags = words[pushed + 2];
+        ctx.Regs.Rsp = words[pushed + 3];
+        return ctx;
+    }
+
+    private ExitAction Trap(VirtualCpu vcpu, PvVcpuState st, int vector, ulong cr2, VcpuRegisters regs)
+    {
+        // Stub pushed: [rsp] = rax, [rsp+8] = error code (0 if the vector has none).
+        var ctx = ReadRing0Frame(vcpu, regs, 2, out var words);
+        ctx.Regs.Rax = words[0];
+        ulong err = words[1];
+        if ((ctx.Cs & 3) != 3)
+            throw new PvCrashException($"exception {vector} (err 0x{err:x}) inside the hypervisor area at rip 0x{ctx.Regs.Rip:x}, cr2 0x{cr2:x}");
+        st.CurrentCs = ctx.Cs;
+        st.CurrentSs = ctx.Ss;
+        switch (vector)
+        {
+            case X86.VectorPf:
+                if (st.KernelMode && (err & 3) == 3 && TryEmulatePtWrite(vcpu, st, ref ctx, cr2)) break;
+                st.VirtualCr2 = cr2;
+                Traps.SetCr2(vcpu.Id, cr2);
+                err = (err & ~4UL) | (st.KernelMode ? 0 : 4UL);
+                Traps.BounceException(vcpu.Id, st, ref ctx, vector, err);
+                break;
+            case X86.VectorGp:
+                if (err == 0 && TryEmulatePrivOp(vcpu, st, ref ctx, out var action))
+                {
+                    st.PendingResume = ctx;
+                    return action;
+                }
+                if ((err & 2) != 0 && SoftwareInterrupt(vcpu, st, ref ctx, (int)(err >> 3))) break;
+                Traps.BounceException(vcpu.Id, st, ref ctx, vector, err);
+                break;
+            case X86.VectorUd:
+                if (TryForcedEmulation(st, ref ctx)) break;
+                Traps.BounceException(vcpu.Id, st, ref ctx, vector, null);
+                break;
+            case X86.VectorNm:
+                st.VirtualTs = false;
+                Traps.BounceException(vcpu.Id, st, ref ctx, vector, null);
+                break;
+            default:
+                Traps.BounceException(vcpu.Id, st, ref ctx, vector, X86.HasErrorCode(vector) ? err : null);
+                break;
+        }
+        st.PendingResume = ctx;
+        return ExitAction.Continue;
+    }
+
+    /// <summary>INT n that the IDT refused (DPL0 gate): deliver it if the trap table's DPL allows the current mode.</summary>
+    private bool SoftwareInterrupt(VirtualCpu vcpu, PvVcpuState st, ref GuestContext ctx, int n)
+    {
+        var t = st.TrapTable[n];
+        int dpl = t.Dpl;
+        bool allowed = st.KernelMode ? dpl >= 1 : dpl == 3;
+        if (!allowed || t.Address == 0) return false;
+        ctx.Regs.Rip += 2; // CD ib
+        Traps.Bounce(vcpu.Id, st, ref ctx, t.Address, null, t.MasksEvents);
+        return true;
+    }
+
+    private ExitAction DoHypercall(VirtualCpu vcpu, PvVcpuState st, GuestContext ctx)
+    {
+        var call = new PvHypercall
+        {
+            Vcpu = vcpu, State = st, Number = (int)ctx.Regs.Rax,
+            A1 = ctx.Regs.Rdi, A2 = ctx.Regs.Rsi, A3 = ctx.Regs.Rdx, A4 = ctx.Regs.R10, A5 = ctx.Regs.R8,
+            Context = ctx,
+        };
+        st.HypercallCount++;
+        if ((uint)call.Number < HypercallCounts.Length) Interlocked.Increment(ref HypercallCounts[call.Number]);
+        st.ContextReplaced = false;
+        long rc = Dispatch(call);
+        ctx = call.Context;
+        if (!st.ContextReplaced)
+        {
+            ctx.Regs.Rax = unchecked((ulong)rc);
+            ctx.Regs.Rcx = ctx.Regs.Rip;
+            ctx.Regs.R11 = ctx.Regs.Rflags;
+        }
+        st.ContextReplaced = false;
+        st.PendingResume = ctx;
+        if (call.Action == ExitAction.Stop) st.PendingResume = null;
+        return call.Action;
+    }
+
+    /// <summary>Runs one hypercall: the CPU half's handlers first, then pvservices, then the minimal fallback.</summary>
+    public long Dispatch(PvHypercall call)
+    {
+        if (_table.TryGetValue(call.Number, out var h)) return h(call);
+        if (Services?.Invoke(call) is long r) return r;
+        return Fallback(call);
+    }
+
+    public void BeforeEntry(VirtualCpu vcpu)
+    {
+        var st = _states[vcpu.Id];
+        try
+        {
+            if (st.PendingResume is GuestContext pending)
+            {
+                st.PendingResume = null;
+                var ctx = pending;
+                Traps.DeliverEvent(vcpu.Id, st, ref ctx);
+                Resume(vcpu, st, ctx);
+                return;
+            }
+            if (!Traps.EventDeliverable(vcpu.Id, st)) return;
+            var regs = vcpu.Cpu.GetRegisters();
+            if (regs.Rip >= PvLayout.HvBase && regs.Rip < PvLayout.HvBase + (1UL << 39))
+            {
+                // Inside a stub on its way back to the guest: try again shortly.
+                var t = new Timer(_ => vcpu.Kick());
+                t.Change(1, Timeout.Infinite);
+                return;
+            }
+            var c = new GuestContext { Regs = regs, Cs = st.CurrentCs, Ss = st.CurrentSs };
+            st.AtRing0 = false;
+            Traps.DeliverEvent(vcpu.Id, st, ref c);
+            Resume(vcpu, st, c);
+        }
+        catch (PvCrashException e)
+        {
+            _domain.Crash($"vcpu{vcpu.Id}: {e.Message}");
+        }
+    }
+
+    /// <summary>Returns to <paramref name="ctx"/> through the resume stub: queued commands, then five registers and iretq from the command page.</summary>
+    public void Resume(VirtualCpu vcpu, PvVcpuState st, in GuestContext ctx)
+    {
+        var cmds = st.Commands;
+        if (cmds.Count > CommandPage.Capacity)
+            throw new PvCrashException($"{cmds.Count} queued page-table commands exceed the command page ({CommandPage.Capacity})");
+        var m = Area.Memory;
+        ulong p = Area.CommandPageOffset(vcpu.Id);
+        m.WriteUInt64(p + CommandPage.Count, (ulong)cmds.Count);
+        for (int i = 0; i < cmds.Count; i++)
+        {
+            ulong e = p + CommandPage.Entries + (ulong)(i * CommandPage.EntrySize);
+            m.WriteUInt64(e, cmds[i].Op);
+            m.WriteUInt64(e + 8, cmds[i].A);
+            m.WriteUInt64(e + 16, cmds[i].B);
+        }
+        m.WriteUInt64(p + CommandPage.SaveRax, ctx.Regs.Rax);
+        m.WriteUInt64(p + CommandPage.SaveRcx, ctx.Regs.Rcx);
+        m.WriteUInt64(p + CommandPage.SaveRdx, ctx.Regs.Rdx);
+        m.WriteUInt64(p + CommandPage.SaveRsi, ctx.Regs.Rsi);
+        m.WriteUInt64(p + CommandPage.SaveRdi, ctx.Regs.Rdi);
+        m.WriteUInt64(p + CommandPage.Frame, ctx.Regs.Rip);
+        m.WriteUInt64(p + CommandPage.Frame + 8, ctx.Cs);
+        m.WriteUInt64(p + CommandPage.Frame + 16, ctx.Regs.Rflags | X86.RflagsIf | X86.RflagsReserved1);
+        m.WriteUInt64(p + CommandPage.Frame + 24, ctx.Regs.Rsp);
+        m.WriteUInt64(p + CommandPage.Frame + 32, ctx.Ss);
+        Volatile.Write(ref m.Int64At(p + CommandPage.Armed), 1);
+        var regs = ctx.Regs;
+        regs.Rflags = X86.RflagsReserved1;
+        if (st.AtRing0)
+        {
+            regs.Rip = Area.Stubs.Resume;
+            regs.Rsp = HypervisorArea.StackTopVa(vcpu.Id);
+        }
+        else
+        {
+            regs.Rip = Area.Stubs.EnterRing0;
+        }
+        vcpu.Cpu.SetRegisters(regs);
+        cmds.Clear();
+        st.CurrentCs = ctx.Cs;
+        st.CurrentSs = ctx.Ss;
+        st.AtRing0 = false;
+    }
+
+    public bool HasPendingWork(VirtualCpu vcpu) => Traps.UpcallPending(vcpu.Id);
+
+    public void Dispose() { }
+}
