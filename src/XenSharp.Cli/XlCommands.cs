@@ -97,9 +97,9 @@ public static class XlCommands
         {
             throw new XldCommandException($"cannot read config file {file}: {e.Message}");
         }
+        stderr.WriteLine($"Parsing config from {file}");
         var result = await xld.CallAsync<CreateResult>("create", new CreateArgs(text, Path.GetFullPath(file), overrides, paused, Environment.CurrentDirectory));
         foreach (var w in result.Warnings) stderr.WriteLine($"Warning: {w}");
-        stderr.WriteLine($"Parsing config from {file}");
         if (console) return await AttachConsole(xld, result.Name, stderr);
         return 0;
     }

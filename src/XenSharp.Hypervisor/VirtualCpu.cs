@@ -29,6 +29,9 @@ public sealed class VirtualCpu : IDisposable
     public bool StartsOnline { get; set; } = true;
 
     internal bool Started => _thread is not null;
+
+    /// <summary>Host CPUs this vCPU may run on (xl.cfg cpus=, xl vcpu-pin); null = any.</summary>
+    public IReadOnlyCollection<int>? HardAffinity { get; internal set; }
     public long ExitCount => Interlocked.Read(ref _exits);
 
     /// <summary>Host thread id of the vCPU thread, for affinity and CPU-time accounting (0 before it starts).</summary>
@@ -137,6 +140,7 @@ public sealed class VirtualCpu : IDisposable
         Online = true;
         try
         {
+            _domain.Hypervisor.Scheduler.OnVcpuThreadStarted(this);
             while (!_stop)
             {
                 if (!WaitWhilePausedOrBlocked()) break;

@@ -22,15 +22,17 @@ public sealed class XenHypervisor : IDisposable
     public IAccelerator Accelerator { get; }
     public HostMemory HostMemory { get; }
     public HypervisorLog Log { get; } = new();
+    public Scheduling.CreditScheduler Scheduler { get; }
     public DateTime StartedUtc { get; } = DateTime.UtcNow;
 
     /// <summary>Raised on a pool thread when a domain shuts down (guest request, crash, or toolstack).</summary>
     public event Action<Domain>? DomainShutdown;
 
-    public XenHypervisor(IAccelerator accelerator, HostMemory hostMemory)
+    public XenHypervisor(IAccelerator accelerator, HostMemory hostMemory, Scheduling.CreditScheduler? scheduler = null)
     {
         Accelerator = accelerator;
         HostMemory = hostMemory;
+        Scheduler = scheduler ?? new Scheduling.CreditScheduler(null, "no CPU controller configured");
         Log.Write($"XenSharp hypervisor starting: accelerator {accelerator.Name}, {hostMemory.TotalBytes >> 20} MiB for domains");
     }
 
@@ -112,6 +114,7 @@ public sealed class XenHypervisor : IDisposable
         }
         finally
         {
+            Scheduler.RemoveDomain(domain);
             HostMemory.Release(domain.Id);
             lock (_lock) _domains.Remove(domain.Id);
             Log.Write($"d{domain.Id} ({domain.Name}): destroyed");

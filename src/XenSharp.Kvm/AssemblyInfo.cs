@@ -1,1 +1,5 @@
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("XenSharp.Kvm.Tests")]
+
 namespace XenSharp.Kvm;

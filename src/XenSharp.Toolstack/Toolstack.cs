@@ -3,6 +3,8 @@ using XenSharp.Api;
 using XenSharp.Dom0.Console;
 using XenSharp.Hypervisor;
 using XenSharp.Hypervisor.Hvm;
+using XenSharp.Toolstack.Config;
+using XenSharp.Hypervisor.Scheduling;
 
 namespace XenSharp.Toolstack;
 
@@ -41,7 +43,7 @@ public sealed class Toolstack : IDisposable
         IDomainControl control;
         switch (plan.Type)
         {
-            case DomainType.Hvm:
+            case XenSharp.Hypervisor.DomainType.Hvm:
                 var (d, platform) = HvmDomainBuilder.Build(Hypervisor, plan);
                 domain = d;
                 control = new HvmDomainControl(platform);
@@ -53,6 +55,7 @@ public sealed class Toolstack : IDisposable
         ManagedDomain managed;
         try
         {
+            ApplyScheduling(domain, plan);
             var logger = new ConsoleLogger(domain.Console, _options.ConsoleLogDirectory, plan.Name);
             managed = new ManagedDomain(domain, plan, control, logger);
             _managed[domain.Id] = managed;
@@ -66,6 +69,15 @@ public sealed class Toolstack : IDisposable
             throw;
         }
         return domain;
+    }
+
+    /// <summary>cpu_weight and cap through the host's CPU controller; cpus= as each vCPU thread's hard affinity.</summary>
+    private void ApplyScheduling(Domain domain, DomainPlan plan)
+    {
+        Hypervisor.Scheduler.AddDomain(domain, new CreditParameters(plan.Config.CpuWeight ?? CpuCgroup.DefaultWeight, plan.Config.Cap ?? 0));
+        foreach (var v in domain.Vcpus)
+            if (plan.Config.Cpus?.ForVcpu(v.Id) is { } affinity)
+                Hypervisor.Scheduler.Pin(v, affinity.Resolve(HostCpus.Count));
     }
 
     public Domain Resolve(string nameOrId)
@@ -131,20 +143,20 @@ public sealed class Toolstack : IDisposable
         Hypervisor.Log.Write($"d{domain.Id} ({domain.Name}): on_{ReasonKey(reason)} = {ActionName(action)}");
         switch (action)
         {
-            case ShutdownAction.Preserve:
+            case ActionOnShutdown.Preserve:
                 m.Finished.TrySetResult();
                 break;
-            case ShutdownAction.Destroy:
-            case ShutdownAction.CoredumpDestroy:
+            case ActionOnShutdown.Destroy:
+            case ActionOnShutdown.CoredumpDestroy:
                 Hypervisor.Destroy(domain);
                 break;
-            case ShutdownAction.Restart:
-            case ShutdownAction.CoredumpRestart:
-            case ShutdownAction.SoftReset:
+            case ActionOnShutdown.Restart:
+            case ActionOnShutdown.CoredumpRestart:
+            case ActionOnShutdown.SoftReset:
                 Hypervisor.Destroy(domain);
                 Restart(m.Plan);
                 break;
-            case ShutdownAction.RenameRestart:
+            case ActionOnShutdown.RenameRestart:
                 // The old domain stays for inspection under a new name; a fresh one takes the original name.
                 Hypervisor.Rename(domain, $"{m.Plan.Name}-{domain.Id}");
                 m.Finished.TrySetResult();
@@ -185,15 +197,7 @@ public sealed class Toolstack : IDisposable
         _ => "suspend",
     };
 
-    internal static string ActionName(ShutdownAction a) => a switch
-    {
-        ShutdownAction.RenameRestart => "rename-restart",
-        ShutdownAction.CoredumpDestroy => "coredump-destroy",
-        ShutdownAction.CoredumpRestart => "coredump-restart",
-        ShutdownAction.SoftReset => "soft-reset",
-        _ => a.ToString().ToLowerInvariant(),
-    };
-
+    internal static string ActionName(ActionOnShutdown a) => a.ToXl();
     public void Dispose()
     {
         Hypervisor.DomainShutdown -= OnDomainShutdown;

@@ -1,0 +1,197 @@
+using System.Runtime.InteropServices;
+using XenSharp.Api;
+using XenSharp.Hypervisor;
+using XenSharp.Toolstack;
+using XenSharp.Toolstack.Config;
+
+namespace XenSharp.Daemon;
+
+/// <summary>A command's reply, and for "console" what takes over the connection after it.</summary>
+public sealed record Outcome(Response Response, Func<Stream, LineReader, CancellationToken, Task>? Stream = null);
+
+/// <summary>
+/// The daemon's control API: each command validated and carried out through the toolstack. Every
+/// mutating command is logged with who asked.
+/// </summary>
+public sealed class ControlApi(Toolstack.Toolstack toolstack, Action<string> audit)
+{
+    private static readonly HashSet<string> Mutating = ["create", "destroy", "shutdown", "reboot", "pause", "unpause", "rename", "dmesg-clear"];
+
+    public async Task<Outcome> HandleAsync(Request request, Caller caller, CancellationToken cancel)
+    {
+        string command = request.Command ?? "";
+        if (Mutating.Contains(command)) audit($"{caller}: {command} {request.Args?.GetRawText()}");
+        try
+        {
+            return command switch
+            {
+                "version" => Ok(new { Protocol = Protocol.Version, Xld = XenVersion.Full }),
+                "list" => Ok(toolstack.List()),
+                "info" => Ok(HostInfoReader.Read(toolstack.Hypervisor)),
+                "create" => Ok(Create(Args<CreateArgs>(request))),
+                "destroy" => Do(Args<DomainArgs>(request), toolstack.Destroy),
+                "pause" => Do(Args<DomainArgs>(request), d => d.Pause()),
+                "unpause" => Do(Args<DomainArgs>(request), d => d.Unpause()),
+                "rename" => Rename(Args<RenameArgs>(request)),
+                "shutdown" => await Shutdown(Args<ShutdownArgs>(request), cancel),
+                "dmesg" => Dmesg(Args<DmesgArgs>(request)),
+                "console" => Console(Args<DomainArgs>(request)),
+                _ => new Outcome(Response.Failure($"unknown command '{command}'")),
+            };
+        }
+        catch (Exception e) when (e is ToolstackException or HostMemoryExhaustedException or DomainExistsException
+                                      or ArgumentException or InvalidOperationException or ConfigException or IOException)
+        {
+            return new Outcome(Response.Failure(e.Message));
+        }
+    }
+
+    private static T Args<T>(Request r) => r.ArgsAs<T>() ?? throw new ArgumentException($"command '{r.Command}' needs arguments");
+
+    private static Outcome Ok<T>(T result) => new(Response.Success(result));
+
+    private Outcome Do(DomainArgs args, Action<Domain> action)
+    {
+        action(toolstack.Resolve(args.Domain));
+        return new Outcome(Response.Success());
+    }
+
+    private CreateResult Create(CreateArgs args)
+    {
+        var (plan, warnings) = ConfigLoader.Load(args.ConfigText, args.ConfigPath, args.Overrides, args.WorkingDirectory);
+        var domain = toolstack.Create(plan, args.Paused);
+        return new CreateResult(domain.Id, domain.Name, warnings);
+    }
+
+    private Outcome Rename(RenameArgs args)
+    {
+        toolstack.Hypervisor.Rename(toolstack.Resolve(args.Domain), args.NewName);
+        return new Outcome(Response.Success());
+    }
+
+    private async Task<Outcome> Shutdown(ShutdownArgs args, CancellationToken cancel)
+    {
+        var domain = toolstack.Resolve(args.Domain);
+        toolstack.RequestShutdown(domain, args.Reboot);
+        if (!args.Wait) return new Outcome(Response.Success());
+        var timeout = TimeSpan.FromSeconds(Math.Clamp(args.TimeoutSeconds, 1, 3600));
+        if (await toolstack.WaitForShutdownAsync(domain, timeout, cancel)) return new Outcome(Response.Success());
+        if (args.Force)
+        {
+            toolstack.Hypervisor.Log.Write($"d{domain.Id} ({domain.Name}): no response to the shutdown request in {timeout.TotalSeconds} s, destroying");
+            toolstack.Destroy(domain);
+            return new Outcome(Response.Success());
+        }
+        return new Outcome(Response.Failure($"domain {domain.Id} ({domain.Name}) did not shut down within {timeout.TotalSeconds} s (use -F to destroy it then)"));
+    }
+
+    private Outcome Dmesg(DmesgArgs args)
+    {
+        var lines = toolstack.Hypervisor.Log.Snapshot();
+        if (args.Clear) toolstack.Hypervisor.Log.Clear();
+        return Ok(new DmesgResult(lines));
+    }
+
+    /// <summary>After the reply, guest output flows to the client and the client's bytes become guest input, until either side goes.</summary>
+    private Outcome Console(DomainArgs args)
+    {
+        var domain = toolstack.Resolve(args.Domain);
+        return new Outcome(Response.Success(), async (stream, reader, cancel) =>
+        {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            var output = System.Threading.Channels.Channel.CreateBounded<ReadOnlyMemory<byte>>(
+                new System.Threading.Channels.BoundedChannelOptions(1024) { FullMode = System.Threading.Channels.BoundedChannelFullMode.DropOldest });
+            void OnDestroyed(Domain d)
+            {
+                if (d == domain) output.Writer.TryComplete();
+            }
+            toolstack.Hypervisor.DomainDestroyed += OnDestroyed;
+            using var sub = domain.Console.Subscribe(data => output.Writer.TryWrite(data));
+            try
+            {
+                if (domain.IsDying || toolstack.Hypervisor.Find(domain.Id) is null) output.Writer.TryComplete();
+                var pending = reader.TakeBuffered();
+                if (!pending.IsEmpty) domain.Console.WriteInput(pending.Span);
+                var pump = Task.Run(async () =>
+                {
+                    var buf = new byte[1024];
+                    while (!linked.IsCancellationRequested)
+                    {
+                        int n = await stream.ReadAsync(buf, linked.Token);
+                        if (n == 0) break;
+                        domain.Console.WriteInput(buf.AsSpan(0, n));
+                    }
+                    output.Writer.TryComplete();
+                }, linked.Token);
+                await foreach (var chunk in output.Reader.ReadAllAsync(linked.Token))
+                {
+                    await stream.WriteAsync(chunk, linked.Token);
+                    await stream.FlushAsync(linked.Token);
+                }
+            }
+            finally
+            {
+                toolstack.Hypervisor.DomainDestroyed -= OnDestroyed;
+                linked.Cancel();
+            }
+        });
+    }
+}
+
+/// <summary>Reads the host facts <c>xl info</c> shows.</summary>
+public static class HostInfoReader
+{
+    public static HostInfo Read(XenHypervisor hypervisor)
+    {
+        int cpus = Environment.ProcessorCount;
+        int threads = CountList(ReadOrEmpty("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list"));
+        ulong mhz = 0;
+        foreach (var line in ReadOrEmpty("/proc/cpuinfo").Split('\n'))
+            if (line.StartsWith("cpu MHz", StringComparison.Ordinal) && double.TryParse(line[(line.IndexOf(':') + 1)..].Trim(), out var m))
+            {
+                mhz = (ulong)m;
+                break;
+            }
+        var hm = hypervisor.HostMemory;
+        return new HostInfo(
+            Host: Environment.MachineName,
+            Release: ReadOrEmpty("/proc/sys/kernel/osrelease").Trim(),
+            Machine: RuntimeInformation.OSArchitecture == Architecture.X64 ? "x86_64" : RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant(),
+            NrCpus: cpus,
+            CoresPerSocket: Math.Max(1, cpus / Math.Max(1, threads)),
+            ThreadsPerCore: Math.Max(1, threads),
+            CpuMhz: mhz,
+            TotalMemoryMiB: (hm.TotalBytes + hm.HostReservationBytes) >> 20,
+            FreeMemoryMiB: hm.FreeBytes >> 20,
+            HostReservationMiB: hm.HostReservationBytes >> 20,
+            XenMajor: XenVersion.Major,
+            XenMinor: XenVersion.Minor,
+            XenExtra: XenVersion.Extra,
+            XenVersion: XenVersion.Full,
+            XenCaps: XenVersion.Capabilities,
+            Accelerator: hypervisor.Accelerator.Name,
+            XenCommandline: string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+            CcCompiler: $".NET {Environment.Version}",
+            XendConfigFormat: "4",
+            UptimeSeconds: (DateTime.UtcNow - hypervisor.StartedUtc).TotalSeconds);
+    }
+
+    private static string ReadOrEmpty(string path)
+    {
+        try { return File.ReadAllText(path); }
+        catch (IOException) { return ""; }
+        catch (UnauthorizedAccessException) { return ""; }
+    }
+
+    /// <summary>Counts the CPUs in a kernel cpulist such as "0-3,8".</summary>
+    private static int CountList(string list)
+    {
+        int n = 0;
+        foreach (var part in list.Trim().Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var ends = part.Split('-');
+            n += ends.Length == 2 && int.TryParse(ends[0], out int a) && int.TryParse(ends[1], out int b) ? b - a + 1 : 1;
+        }
+        return n;
+    }
+}

@@ -1,0 +1,43 @@
+namespace XenSharp.Daemon;
+
+public sealed record DaemonOptions(
+    string SocketPath,
+    string StateDirectory,
+    string LogDirectory,
+    string Accelerator,
+    ulong HostReservationMiB,
+    int ShutdownTimeoutSeconds,
+    bool Help)
+{
+    public const string Usage = """
+        usage: xld [options]
+          --socket PATH            control socket (default /run/xensharp/xld.sock)
+          --state-dir DIR          domain state (default /var/lib/xensharp)
+          --log-dir DIR            xld.log and console/guest-NAME.log (default /var/log/xensharp)
+          --accel auto|kvm|emu     how guest code runs (default auto: kvm when usable, else the software CPU)
+          --host-reserve-mib N     memory kept for the host itself (default 1024)
+          --shutdown-timeout S     on SIGTERM, how long domains get to shut down before they are destroyed (default 30)
+          --probe-kvm              say whether /dev/kvm is usable here, and why not (exit status 0 when usable)
+        """;
+
+    public static DaemonOptions Parse(string[] args)
+    {
+        var o = new DaemonOptions(XenSharp.Api.Protocol.DefaultSocketPath, "/var/lib/xensharp", "/var/log/xensharp", "auto", 1024, 30, false);
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            o = args[i] switch
+            {
+                "--socket" => o with { SocketPath = Value() },
+                "--state-dir" => o with { StateDirectory = Value() },
+                "--log-dir" => o with { LogDirectory = Value() },
+                "--accel" => o with { Accelerator = Value() is var a && a is "auto" or "kvm" or "emu" ? a : throw new ArgumentException($"--accel {a}: expected auto, kvm or emu") },
+                "--host-reserve-mib" => o with { HostReservationMiB = ulong.TryParse(Value(), out var m) ? m : throw new ArgumentException("--host-reserve-mib: expected a whole number of MiB") },
+                "--shutdown-timeout" => o with { ShutdownTimeoutSeconds = int.TryParse(Value(), out var s) && s >= 0 ? s : throw new ArgumentException("--shutdown-timeout: expected seconds") },
+                "-h" or "--help" => o with { Help = true },
+                _ => throw new ArgumentException($"unknown option '{args[i]}'"),
+            };
+        }
+        return o;
+    }
+}

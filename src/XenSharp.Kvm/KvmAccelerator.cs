@@ -1,0 +1,47 @@
+using XenSharp.Accel;
+
+namespace XenSharp.Kvm;
+
+/// <summary>The KVM back end: one open /dev/kvm shared by every VM created from it.</summary>
+public sealed class KvmAccelerator : IAccelerator
+{
+    private readonly KvmSystem _system;
+
+    public string Name => "kvm";
+    public KvmSystem System => _system;
+
+    /// <summary>Opens /dev/kvm; throws <see cref="AcceleratorUnavailableException"/> with the fix in its message.</summary>
+    public KvmAccelerator(string devicePath = KvmSystem.DefaultDevicePath) => _system = new KvmSystem(devicePath);
+
+    public IVirtualMachine CreateVirtualMachine() => CreateKvmVm();
+
+    public KvmVm CreateKvmVm() => new(_system);
+
+    /// <summary>
+    /// Whether KVM can be used here: opens the device, checks the API and the capabilities this back end needs, and
+    /// creates and destroys one VM. For tests' skip reasons and the daemon's <c>--accel auto</c>.
+    /// </summary>
+    public static (bool Usable, string Reason) Probe(string devicePath = KvmSystem.DefaultDevicePath)
+    {
+        try
+        {
+            using var system = new KvmSystem(devicePath);
+            using (system.CreateVmFd()) { }
+            var extras = new List<string>();
+            if (system.CheckExtension(KvmCap.SYNC_REGS) is int sync and > 0) extras.Add($"sync regs 0x{sync:x}");
+            if (system.CheckExtension(KvmCap.IRQCHIP) > 0) extras.Add("in-kernel irqchip");
+            if (system.CheckExtension(KvmCap.READONLY_MEM) > 0) extras.Add("read-only memory");
+            return (true, $"KVM API {system.ApiVersion} on {devicePath}" + (extras.Count > 0 ? ": " + string.Join(", ", extras) : ""));
+        }
+        catch (AcceleratorUnavailableException e)
+        {
+            return (false, e.Message);
+        }
+        catch (KvmException e)
+        {
+            return (false, $"{devicePath} opens but KVM cannot be used: {e.Message}");
+        }
+    }
+
+    public void Dispose() => _system.Dispose();
+}

@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace XenSharp.Integration.Tests;
+
+/// <summary>
+/// A real xld process with its own socket, state and log directories, and a way to run the real xl against
+/// it. Guests run on the accelerator xld picks (KVM where usable, else the software CPU).
+/// </summary>
+public sealed class XldFixture : IDisposable
+{
+    private readonly Process _xld;
+    private readonly StringBuilder _xldOutput = new();
+
+    public string Directory { get; }
+    public string SocketPath { get; }
+    public string LogDirectory => Path.Combine(Directory, "log");
+
+    public XldFixture()
+    {
+        Directory = Path.Combine(Path.GetTempPath(), $"xensharp-it-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
+        System.IO.Directory.CreateDirectory(Directory);
+        SocketPath = Path.Combine(Directory, "xld.sock");
+        var psi = Dotnet(Paths.Xld, "--socket", SocketPath, "--state-dir", Path.Combine(Directory, "state"),
+            "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5");
+        psi.RedirectStandardError = true;
+        psi.RedirectStandardOutput = true;
+        _xld = Process.Start(psi)!;
+        _xld.ErrorDataReceived += (_, e) => { lock (_xldOutput) _xldOutput.AppendLine(e.Data); };
+        _xld.OutputDataReceived += (_, e) => { lock (_xldOutput) _xldOutput.AppendLine(e.Data); };
+        _xld.BeginErrorReadLine();
+        _xld.BeginOutputReadLine();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!File.Exists(SocketPath))
+        {
+            if (_xld.HasExited) throw new InvalidOperationException($"xld exited with {_xld.ExitCode}: {XldOutput}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"xld did not create {SocketPath}: {XldOutput}");
+            Thread.Sleep(20);
+        }
+    }
+
+    public string XldOutput { get { lock (_xldOutput) return _xldOutput.ToString(); } }
+
+    public Process XldProcess => _xld;
+
+    internal static ProcessStartInfo Dotnet(string dll, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        return psi;
+    }
+
+    /// <summary>Runs xl with the given arguments and returns its exit code and output.</summary>
+    public XlResult Xl(params string[] args) => XlWithInput(null, TimeSpan.FromSeconds(60), args);
+
+    public XlResult XlWithInput(string? stdin, TimeSpan timeout, params string[] args)
+    {
+        var psi = Dotnet(Paths.Xl, args);
+        psi.Environment["XENSHARP_XLD_SOCKET"] = SocketPath;
+        psi.WorkingDirectory = Paths.Repo;
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        psi.RedirectStandardInput = true;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (stdin is not null) p.StandardInput.Write(stdin);
+        p.StandardInput.Close();
+        if (!p.WaitForExit(timeout))
+        {
+            p.Kill(true);
+            throw new TimeoutException($"xl {string.Join(' ', args)} did not finish in {timeout}");
+        }
+        return new XlResult(p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>Starts <c>xl console</c> and returns the running process, for tests that read output as it comes.</summary>
+    public Process StartConsole(string domain)
+    {
+        var psi = Dotnet(Paths.Xl, "console", domain);
+        psi.Environment["XENSHARP_XLD_SOCKET"] = SocketPath;
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardInput = true;
+        psi.RedirectStandardError = true;
+        return Process.Start(psi)!;
+    }
+
+    public string ConsoleLog(string name)
+    {
+        var path = Path.Combine(LogDirectory, "console", $"guest-{name}.log");
+        if (!File.Exists(path)) return "";
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(f).ReadToEnd();
+    }
+
+    public static void WaitUntil(Func<bool> condition, TimeSpan timeout, Func<string> describe)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"timed out: {describe()}");
+            Thread.Sleep(25);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!_xld.HasExited)
+        {
+            Posix_kill(_xld.Id, 15);
+            if (!_xld.WaitForExit(20000)) _xld.Kill(true);
+        }
+        _xld.Dispose();
+        try { System.IO.Directory.Delete(Directory, true); } catch (IOException) { }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    private static extern int Posix_kill(int pid, int sig);
+}
+
+public sealed record XlResult(int ExitCode, string Stdout, string Stderr)
+{
+    public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
+}
+
+internal static class Paths
+{
+    public static string Repo { get; } = FindRepo();
+    private static string Configuration => AppContext.BaseDirectory.Contains("/Release/") ? "Release" : "Debug";
+    public static string Xld => Path.Combine(Repo, "src", "XenSharp.Daemon", "bin", Configuration, "net10.0", "xld.dll");
+    public static string Xl => Path.Combine(Repo, "src", "XenSharp.Cli", "bin", Configuration, "net10.0", "xl.dll");
+    public static string HvmGuest => Path.Combine(Repo, "guests", "build", "hvm-hello.elf");
+
+    private static string FindRepo()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "XenSharp.slnx"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root");
+    }
+}
