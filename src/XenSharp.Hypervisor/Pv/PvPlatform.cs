@@ -4,17 +4,33 @@ using XenSharp.Hypervisor.Pv.Cpu;
 
 namespace XenSharp.Hypervisor.Pv;
 
-/// <summary>One hypercall in flight: its vCPU, arguments, and the guest context it returns to (which iret replaces).</summary>
+/// <summary>One CPU-half hypercall in flight: its vCPU, arguments, the services context, and the guest context it returns to (which iret replaces).</summary>
 public sealed class PvHypercall
 {
     public required VirtualCpu Vcpu { get; init; }
     public required PvVcpuState State { get; init; }
-    public required int Number { get; init; }
+    public required PvHypercallContext Services { get; init; }
     public ulong A1, A2, A3, A4, A5;
-    public GuestContext Context;
+    public ref GuestContext Context => ref State.CallContext;
     /// <summary>What the vCPU does after the return (SCHEDOP_block → Block, shutdown → Stop).</summary>
-    public ExitAction Action = ExitAction.Continue;
-    public bool InMulticall { get; init; }
+    public ExitAction Action { get => Services.RequestedAction; set => Services.RequestedAction = value; }
+    public bool InMulticall => Services.MulticallDepth > 0;
+}
+
+/// <summary>IGuestVirtualMemory of one vCPU: walks its current page tables.</summary>
+public sealed class PvGuestMemory(GuestPageWalker walker, PvVcpuState st) : IGuestVirtualMemory
+{
+    public bool TryRead(ulong va, Span<byte> destination)
+    {
+        try { walker.Read(st.CurrentCr3, va, destination); return true; }
+        catch (Exception e) when (e is GuestPageFaultException or GuestMemoryException) { return false; }
+    }
+
+    public bool TryWrite(ulong va, ReadOnlySpan<byte> source)
+    {
+        try { walker.Write(st.CurrentCr3, va, source); return true; }
+        catch (Exception e) when (e is GuestPageFaultException or GuestMemoryException) { return false; }
+    }
 }
 
 /// <summary>
@@ -25,43 +41,58 @@ public sealed class PvHypercall
 public sealed partial class PvPlatform : IDomainPlatform
 {
     private readonly Domain _domain;
-    private readonly PvVcpuState[] _states;
-    private readonly Dictionary<int, Func<PvHypercall, long>> _table = new();
-    private readonly Func<ulong, (GuestMemory Mem, ulong Offset)?>? _specialFrame;
+    private readonly HashSet<ulong> _mappedSpecial = new();
+    private int _nextSlot = 8;
 
     public HypervisorArea Area { get; }
     public PvMmu Mmu { get; }
     public PvTraps Traps { get; }
     public GuestPageWalker Walker { get; }
 
-    /// <summary>pvservices' dispatcher: returns null for a hypercall it does not implement (then the CPU half's own table, then a minimal fallback).</summary>
-    public Func<PvHypercall, long?>? Services { get; set; }
+    /// <summary>The services half of this domain (event channels, grants, time, the hypercall table).</summary>
+    public PvDomainState Services { get; }
 
     /// <summary>Exits per hypercall number (doorbell exits that were hypercalls), for measurements.</summary>
     public long[] HypercallCounts { get; } = new long[64];
 
-    public PvPlatform(Domain domain, HypervisorArea area, PvMmu mmu, VcpuInfoLocator vcpuInfo, Func<ulong, (GuestMemory Mem, ulong Offset)?>? specialFrame = null)
+    public PvPlatform(Domain domain, PvDomainState services, HypervisorArea area, PvMmu mmu)
     {
         _domain = domain;
+        Services = services;
         Area = area;
         Mmu = mmu;
-        _specialFrame = specialFrame;
-        Walker = new GuestPageWalker(domain.Memory, specialFrame);
-        Traps = new PvTraps(Walker, vcpuInfo);
-        _states = new PvVcpuState[area.MaxVcpus];
-        for (int i = 0; i < _states.Length; i++) _states[i] = new PvVcpuState();
-        RegisterCpuHypercalls();
+        Walker = new GuestPageWalker(domain.Memory, SpecialFrame);
+        Traps = new PvTraps(Walker);
+        services.MachphysMapping = new XenMachphysMapping { VStart = area.M2pStart, VEnd = area.M2pEnd, MaxMfn = area.MaxMfn };
+        services.ValidateInitialContext = ValidateInitialContext;
+        mmu.IsSpecialFrame = EnsureSpecialMapped;
+        RegisterCpuHypercalls(services.Hypercalls);
     }
 
     public Domain Domain => _domain;
-    public PvVcpuState State(int vcpu) => _states[vcpu];
+    public PvVcpuState State(int vcpu) => Services.Vcpu(vcpu) ?? throw new ArgumentOutOfRangeException(nameof(vcpu));
 
-    /// <summary>Adds or replaces a hypercall handler in the CPU half's table.</summary>
-    public void RegisterHypercall(int number, Func<PvHypercall, long> handler) => _table[number] = handler;
+    /// <summary>The hypervisor page behind a special (non-RAM) MFN, mapped into the VM on first use.</summary>
+    private (GuestMemory Mem, ulong Offset)? SpecialFrame(ulong mfn)
+    {
+        if (!Services.SpecialFrames.TryGet(mfn, out var f)) return null;
+        return (f.Memory, f.Offset);
+    }
+
+    /// <summary>Makes a special frame reachable at guest-physical mfn×4096 before the guest maps it.</summary>
+    internal bool EnsureSpecialMapped(ulong mfn)
+    {
+        if (!Services.SpecialFrames.TryGet(mfn, out var f)) return false;
+        lock (_mappedSpecial)
+        {
+            if (_mappedSpecial.Add(mfn)) _domain.Machine.MapMemory(_nextSlot++, mfn << 12, f.Memory, f.Offset, 4096, readOnly: !f.Writable);
+        }
+        return true;
+    }
 
     public ExitAction HandleExit(VirtualCpu vcpu, in VcpuExit exit)
     {
-        var st = _states[vcpu.Id];
+        var st = State(vcpu.Id);
         try
         {
             switch (exit.Reason)
@@ -110,7 +141,7 @@ public sealed partial class PvPlatform : IDomainPlatform
                 ctx.Regs.Rflags = regs.R11;
                 if (!st.KernelMode)
                 {
-                    Traps.UserSyscall(vcpu.Id, st, ref ctx, offset == PvLayout.DbSyscall32);
+                    Traps.UserSyscall(st, ref ctx, offset == PvLayout.DbSyscall32);
                     st.PendingResume = ctx;
                     return ExitAction.Continue;
                 }
@@ -122,7 +153,7 @@ public sealed partial class PvPlatform : IDomainPlatform
                 st.AtRing0 = true;
                 var ctx = ReadRing0Frame(vcpu, regs, 0, out _);
                 ctx.Regs.Rip -= 2;
-                Traps.BounceException(vcpu.Id, st, ref ctx, X86.VectorGp, ((ulong)PvLayout.ResumeVector << 3) | 2);
+                Traps.BounceException(st, ref ctx, X86.VectorGp, ((ulong)PvLayout.ResumeVector << 3) | 2);
                 st.PendingResume = ctx;
                 return ExitAction.Continue;
             }
@@ -160,9 +191,9 @@ public sealed partial class PvPlatform : IDomainPlatform
             case X86.VectorPf:
                 if (st.KernelMode && (err & 3) == 3 && TryEmulatePtWrite(vcpu, st, ref ctx, cr2)) break;
                 st.VirtualCr2 = cr2;
-                Traps.SetCr2(vcpu.Id, cr2);
+                st.WriteCr2(cr2);
                 err = (err & ~4UL) | (st.KernelMode ? 0 : 4UL);
-                Traps.BounceException(vcpu.Id, st, ref ctx, vector, err);
+                Traps.BounceException(st, ref ctx, vector, err);
                 break;
             case X86.VectorGp:
                 if (err == 0 && TryEmulatePrivOp(vcpu, st, ref ctx, out var action))
@@ -171,18 +202,18 @@ public sealed partial class PvPlatform : IDomainPlatform
                     return action;
                 }
                 if ((err & 2) != 0 && SoftwareInterrupt(vcpu, st, ref ctx, (int)(err >> 3))) break;
-                Traps.BounceException(vcpu.Id, st, ref ctx, vector, err);
+                Traps.BounceException(st, ref ctx, vector, err);
                 break;
             case X86.VectorUd:
                 if (TryForcedEmulation(st, ref ctx)) break;
-                Traps.BounceException(vcpu.Id, st, ref ctx, vector, null);
+                Traps.BounceException(st, ref ctx, vector, null);
                 break;
             case X86.VectorNm:
                 st.VirtualTs = false;
-                Traps.BounceException(vcpu.Id, st, ref ctx, vector, null);
+                Traps.BounceException(st, ref ctx, vector, null);
                 break;
             default:
-                Traps.BounceException(vcpu.Id, st, ref ctx, vector, X86.HasErrorCode(vector) ? err : null);
+                Traps.BounceException(st, ref ctx, vector, X86.HasErrorCode(vector) ? err : null);
                 break;
         }
         st.PendingResume = ctx;
@@ -197,23 +228,21 @@ public sealed partial class PvPlatform : IDomainPlatform
         bool allowed = st.KernelMode ? dpl >= 1 : dpl == 3;
         if (!allowed || t.Address == 0) return false;
         ctx.Regs.Rip += 2; // CD ib
-        Traps.Bounce(vcpu.Id, st, ref ctx, t.Address, null, t.MasksEvents);
+        Traps.Bounce(st, ref ctx, t.Address, null, t.MasksEvents);
         return true;
     }
 
     private ExitAction DoHypercall(VirtualCpu vcpu, PvVcpuState st, GuestContext ctx)
     {
-        var call = new PvHypercall
-        {
-            Vcpu = vcpu, State = st, Number = (int)ctx.Regs.Rax,
-            A1 = ctx.Regs.Rdi, A2 = ctx.Regs.Rsi, A3 = ctx.Regs.Rdx, A4 = ctx.Regs.R10, A5 = ctx.Regs.R8,
-            Context = ctx,
-        };
+        ulong nr = ctx.Regs.Rax;
         st.HypercallCount++;
-        if ((uint)call.Number < HypercallCounts.Length) Interlocked.Increment(ref HypercallCounts[call.Number]);
+        if (nr < (ulong)HypercallCounts.Length) Interlocked.Increment(ref HypercallCounts[nr]);
         st.ContextReplaced = false;
-        long rc = Dispatch(call);
-        ctx = call.Context;
+        st.CallContext = ctx;
+        var hc = st.HypercallContext ??= new PvHypercallContext(Services, st, new PvGuestMemory(Walker, st));
+        hc.Reset();
+        long rc = Services.Hypercalls.Dispatch(hc, nr, new HypercallArgs(ctx.Regs.Rdi, ctx.Regs.Rsi, ctx.Regs.Rdx, ctx.Regs.R10, ctx.Regs.R8));
+        ctx = st.CallContext;
         if (!st.ContextReplaced)
         {
             ctx.Regs.Rax = unchecked((ulong)rc);
@@ -221,44 +250,40 @@ public sealed partial class PvPlatform : IDomainPlatform
             ctx.Regs.R11 = ctx.Regs.Rflags;
         }
         st.ContextReplaced = false;
-        st.PendingResume = ctx;
-        if (call.Action == ExitAction.Stop) st.PendingResume = null;
-        return call.Action;
-    }
-
-    /// <summary>Runs one hypercall: the CPU half's handlers first, then pvservices, then the minimal fallback.</summary>
-    public long Dispatch(PvHypercall call)
-    {
-        if (_table.TryGetValue(call.Number, out var h)) return h(call);
-        if (Services?.Invoke(call) is long r) return r;
-        return Fallback(call);
+        var action = hc.RequestedAction;
+        if (_domain.ShutdownReason is not null) action = ExitAction.Stop;
+        st.PendingResume = action == ExitAction.Stop ? null : ctx;
+        return action;
     }
 
     public void BeforeEntry(VirtualCpu vcpu)
     {
-        var st = _states[vcpu.Id];
+        var st = State(vcpu.Id);
         try
         {
+            if (st.TakeInitialContext(out var vgc)) LoadInitialContext(vcpu, st, vgc);
+            var mem = st.HypercallContext?.Memory ?? new PvGuestMemory(Walker, st);
+            st.OnBeforeEntry(mem);
             if (st.PendingResume is GuestContext pending)
             {
                 st.PendingResume = null;
                 var ctx = pending;
-                Traps.DeliverEvent(vcpu.Id, st, ref ctx);
+                Traps.DeliverEvent(st, ref ctx);
                 Resume(vcpu, st, ctx);
                 return;
             }
-            if (!Traps.EventDeliverable(vcpu.Id, st)) return;
+            if (!PvTraps.EventDeliverable(st)) return;
             var regs = vcpu.Cpu.GetRegisters();
             if (regs.Rip >= PvLayout.HvBase && regs.Rip < PvLayout.HvBase + (1UL << 39))
             {
                 // Inside a stub on its way back to the guest: try again shortly.
-                var t = new Timer(_ => vcpu.Kick());
-                t.Change(1, Timeout.Infinite);
+                _retry ??= new Timer(_ => { foreach (var v in _domain.Vcpus) if (PvTraps.EventDeliverable(State(v.Id))) v.Kick(); });
+                _retry.Change(1, Timeout.Infinite);
                 return;
             }
             var c = new GuestContext { Regs = regs, Cs = st.CurrentCs, Ss = st.CurrentSs };
             st.AtRing0 = false;
-            Traps.DeliverEvent(vcpu.Id, st, ref c);
+            Traps.DeliverEvent(st, ref c);
             Resume(vcpu, st, c);
         }
         catch (PvCrashException e)
@@ -266,6 +291,8 @@ public sealed partial class PvPlatform : IDomainPlatform
             _domain.Crash($"vcpu{vcpu.Id}: {e.Message}");
         }
     }
+
+    private Timer? _retry;
 
     /// <summary>Returns to <paramref name="ctx"/> through the resume stub: queued commands, then five registers and iretq from the command page.</summary>
     public void Resume(VirtualCpu vcpu, PvVcpuState st, in GuestContext ctx)
@@ -312,7 +339,7 @@ public sealed partial class PvPlatform : IDomainPlatform
         st.AtRing0 = false;
     }
 
-    public bool HasPendingWork(VirtualCpu vcpu) => Traps.UpcallPending(vcpu.Id);
+    public bool HasPendingWork(VirtualCpu vcpu) => State(vcpu.Id).HasPendingWork;
 
-    public void Dispose() { }
+    public void Dispose() { _retry?.Dispose(); Area.Dispose(); }
 }

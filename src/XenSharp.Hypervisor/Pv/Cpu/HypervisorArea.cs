@@ -135,7 +135,6 @@ public sealed class HypervisorArea : IDisposable
         ulong tss = TssVa(v);
         Memory.WriteUInt64(res + 8 * 8, 0x67UL | ((tss & 0xffffff) << 16) | (0x89UL << 40) | (((tss >> 24) & 0xff) << 56));
         Memory.WriteUInt64(res + 9 * 8, tss >> 32);
-        Memory.WriteUInt64(res + 12 * 8, (ulong)v & 0xffff | (0x00c0f3UL << 40) & 0); // per-CPU marker: limit = cpu number
         Memory.WriteUInt64(res + 12 * 8, ((ulong)v & 0xffff) | (0xf3UL << 40));
 
         // Per-vCPU block: TSS, command page, stack, IST stack; all ring-0 read-write.
@@ -194,7 +193,7 @@ public sealed class HypervisorArea : IDisposable
     public ulong GdtPteValue(ulong? guestFrame) => (guestFrame is ulong f ? f << 12 : FrameGpa(_zero)) | P | RW | A | D;
 
     /// <summary>Initial special registers and MSRs of a PV vCPU (done once, before its first run).</summary>
-    public void InitVcpu(IVcpu cpu, int v, ulong cr3)
+    public void InitVcpu(IVcpu cpu, int v, ulong cr3, bool ring0 = false)
     {
         var s = cpu.GetSpecialRegisters();
         s.Cr0 = X86.Cr0Pe | X86.Cr0Mp | X86.Cr0Et | X86.Cr0Ne | X86.Cr0Wp | X86.Cr0Pg;
@@ -205,8 +204,8 @@ public sealed class HypervisorArea : IDisposable
         s.Idt = new DescriptorTableRegister { Base = PvLayout.IdtVa, Limit = 0xfff };
         s.Tr = new SegmentRegister { Base = TssVa(v), Limit = 0x67, Selector = PvLayout.TssSelector, Type = 11, Present = 1 };
         s.Ldt = new SegmentRegister { Unusable = 1 };
-        s.Cs = SegmentRegister.Code64(PvLayout.Ring3Cs64, 3);
-        s.Ss = SegmentRegister.Data(PvLayout.Ring3Ds, 3);
+        s.Cs = ring0 ? SegmentRegister.Code64(PvLayout.HypervisorCs, 0) : SegmentRegister.Code64(PvLayout.Ring3Cs64, 3);
+        s.Ss = ring0 ? SegmentRegister.Data(PvLayout.HypervisorDs, 0) : SegmentRegister.Data(PvLayout.Ring3Ds, 3);
         s.Ds = s.Es = s.Fs = s.Gs = new SegmentRegister { Unusable = 1 };
         cpu.SetSpecialRegisters(s);
         cpu.SetMsr(X86.MsrStar, PvLayout.StarValue);

@@ -57,7 +57,6 @@ public sealed class PvMmu
 
     private readonly GuestMemory _ram;
     private readonly HypervisorArea _hv;
-    private readonly Func<ulong, bool> _isSpecialFrame;
     private readonly PageType[] _type;
     private readonly int[] _typeRefs;
     private readonly bool[] _pinned;
@@ -70,13 +69,16 @@ public sealed class PvMmu
     {
         _ram = ram;
         _hv = hv;
-        _isSpecialFrame = isSpecialFrame ?? (_ => false);
+        IsSpecialFrame = isSpecialFrame ?? (_ => false);
         Frames = ram.FrameCount;
         _type = new PageType[Frames];
         _typeRefs = new int[Frames];
         _pinned = new bool[Frames];
         _writable = new int[Frames];
     }
+
+    /// <summary>Whether an MFN above RAM is a hypervisor page the guest may map (and makes it reachable).</summary>
+    public Func<ulong, bool> IsSpecialFrame { get; set; }
 
     public object SyncRoot => _lock;
     public PageType TypeOf(ulong mfn) => mfn < Frames ? _type[mfn] : PageType.None;
@@ -96,7 +98,7 @@ public sealed class PvMmu
         ulong mfn = (e & AddrMask) >> 12;
         if (level == 1)
         {
-            if (mfn >= Frames) return _isSpecialFrame(mfn) ? Ok(e | User, out adjusted) : -XenErrno.EINVAL;
+            if (mfn >= Frames) return IsSpecialFrame(mfn) ? Ok(e | User, out adjusted) : -XenErrno.EINVAL;
             if ((e & Rw) != 0 && _type[mfn] != PageType.None && _typeRefs[mfn] > 0) return -XenErrno.EPERM;
             adjusted = e | User;
             return 0;

@@ -91,7 +91,7 @@ public sealed partial class PvPlatform
                 switch (ins.Op0Register)
                 {
                     case Register.CR0: st.VirtualTs = (v & 8) != 0; break;
-                    case Register.CR2: st.VirtualCr2 = v; Traps.SetCr2(vcpu.Id, v); break;
+                    case Register.CR2: st.VirtualCr2 = v; st.WriteCr2(v); break;
                     case Register.CR3:
                     {
                         var w = new CommandPtWriter(_domain.Memory, Area, st);
@@ -138,8 +138,8 @@ public sealed partial class PvPlatform
             case Mnemonic.Sti:
                 break;
             case Mnemonic.Hlt:
-                Traps.SetUpcallMask(vcpu.Id, false);
-                if (!Traps.UpcallPending(vcpu.Id)) action = ExitAction.Block;
+                st.EvtchnUpcallMask = false;
+                if (!st.EvtchnUpcallPending) action = ExitAction.Block;
                 break;
             case Mnemonic.In:
             {

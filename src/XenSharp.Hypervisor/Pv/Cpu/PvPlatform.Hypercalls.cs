@@ -3,6 +3,7 @@ using System.Text;
 using XenSharp.Accel;
 using XenSharp.Hypervisor.Pv.Abi;
 using XenSharp.Hypervisor.Pv.Cpu;
+using HypercallContext = XenSharp.Hypervisor.Pv.PvHypercallContext;
 
 namespace XenSharp.Hypervisor.Pv;
 
@@ -11,22 +12,28 @@ public sealed partial class PvPlatform
 {
     private const long EINVAL = -XenErrno.EINVAL, EFAULT = -XenErrno.EFAULT, ENOSYS = -XenErrno.ENOSYS, EPERM = -XenErrno.EPERM;
 
-    private void RegisterCpuHypercalls()
+    private static void RegisterCpuHypercalls(HypercallTable t)
     {
-        RegisterHypercall(Hypercall.SetTrapTable, SetTrapTable);
-        RegisterHypercall(Hypercall.MmuUpdate, MmuUpdate);
-        RegisterHypercall(Hypercall.SetGdt, SetGdt);
-        RegisterHypercall(Hypercall.StackSwitch, c => { c.State.KernelSs = c.A1; c.State.KernelSp = c.A2; return 0; });
-        RegisterHypercall(Hypercall.SetCallbacks, c => { c.State.EventCallback = c.A1; c.State.FailsafeCallback = c.A2; c.State.SyscallCallback = c.A3; return 0; });
-        RegisterHypercall(Hypercall.FpuTaskswitch, c => { c.State.VirtualTs = c.A1 != 0; return 0; });
-        RegisterHypercall(Hypercall.SetDebugreg, SetDebugreg);
-        RegisterHypercall(Hypercall.GetDebugreg, c => c.A1 < 8 ? (long)c.State.DebugRegs[c.A1] : EINVAL);
-        RegisterHypercall(Hypercall.UpdateDescriptor, UpdateDescriptor);
-        RegisterHypercall(Hypercall.UpdateVaMapping, UpdateVaMapping);
-        RegisterHypercall(Hypercall.Iret, Iret);
-        RegisterHypercall(Hypercall.SetSegmentBase, SetSegmentBase);
-        RegisterHypercall(Hypercall.MmuextOp, MmuextOp);
-        RegisterHypercall(Hypercall.CallbackOp, CallbackOp);
+        void R(int nr, string name, Func<PvPlatform, PvHypercall, long> f) => t.Register(nr, name, (HypercallContext ctx, in HypercallArgs a) =>
+        {
+            if (ctx.Domain.Platform is not PvPlatform p) return -XenErrno.ENOSYS;
+            var c = new PvHypercall { Vcpu = ctx.Vcpu, State = ctx.VcpuState, Services = ctx, A1 = a.A1, A2 = a.A2, A3 = a.A3, A4 = a.A4, A5 = a.A5 };
+            return f(p, c);
+        });
+        R(Hypercall.SetTrapTable, "set_trap_table", (p, c) => p.SetTrapTable(c));
+        R(Hypercall.MmuUpdate, "mmu_update", (p, c) => p.MmuUpdate(c));
+        R(Hypercall.SetGdt, "set_gdt", (p, c) => p.SetGdt(c));
+        R(Hypercall.StackSwitch, "stack_switch", (p, c) => { c.State.KernelSs = c.A1; c.State.KernelSp = c.A2; return 0; });
+        R(Hypercall.SetCallbacks, "set_callbacks", (p, c) => { c.State.EventCallback = c.A1; c.State.FailsafeCallback = c.A2; c.State.SyscallCallback = c.A3; return 0; });
+        R(Hypercall.FpuTaskswitch, "fpu_taskswitch", (p, c) => { c.State.VirtualTs = c.A1 != 0; return 0; });
+        R(Hypercall.SetDebugreg, "set_debugreg", (p, c) => p.SetDebugreg(c));
+        R(Hypercall.GetDebugreg, "get_debugreg", (p, c) => c.A1 < 8 ? (long)c.State.DebugRegs[c.A1] : EINVAL);
+        R(Hypercall.UpdateDescriptor, "update_descriptor", (p, c) => p.UpdateDescriptor(c));
+        R(Hypercall.UpdateVaMapping, "update_va_mapping", (p, c) => p.UpdateVaMapping(c));
+        R(Hypercall.Iret, "iret", (p, c) => p.Iret(c));
+        R(Hypercall.SetSegmentBase, "set_segment_base", (p, c) => p.SetSegmentBase(c));
+        R(Hypercall.MmuextOp, "mmuext_op", (p, c) => p.MmuextOp(c));
+        R(Hypercall.CallbackOp, "callback_op", (p, c) => p.CallbackOp(c));
     }
 
     // Guest memory through the current page tables.
@@ -276,7 +283,7 @@ public sealed partial class PvPlatform
     private long Iret(PvHypercall c)
     {
         if (c.InMulticall) return EINVAL;
-        Traps.Iret(c.Vcpu.Id, c.State, ref c.Context);
+        Traps.Iret(c.State, ref c.Context);
         return 0;
     }
 
@@ -344,92 +351,4 @@ public sealed partial class PvPlatform
         }
     });
 
-    /// <summary>XENMEM_machphys_mapping's answer: where the read-only M2P is (pvservices reports this).</summary>
-    public (ulong VStart, ulong VEnd, ulong MaxMfn) MachphysMapping => (Area.M2pStart, Area.M2pEnd, Area.MaxMfn);
-
-    /// <summary>
-    /// Minimal services used only when pvservices' table does not answer: console_io write, xen_version, sched_op
-    /// (yield/block/shutdown), multicall, vm_assist and XENMEM_machphys_mapping.
-    /// </summary>
-    private long Fallback(PvHypercall c) => Guarded(() =>
-    {
-        switch (c.Number)
-        {
-            case Hypercall.ConsoleIo:
-                if (c.A1 != 0) return ENOSYS;
-                if (c.A2 > 1 << 16) return EINVAL;
-                _domain.Console.WriteOutput(ReadGuest(c, c.A3, (int)c.A2));
-                return 0;
-            case Hypercall.XenVersion:
-                switch ((int)c.A1)
-                {
-                    case 0: return (XenVersion.Major << 16) | XenVersion.Minor;
-                    case 1:
-                    {
-                        var s = new byte[16];
-                        Encoding.ASCII.GetBytes(XenVersion.Extra).AsSpan(0, Math.Min(15, XenVersion.Extra.Length)).CopyTo(s);
-                        WriteGuest(c, c.A2, s);
-                        return 0;
-                    }
-                    case 6:
-                    {
-                        var b = ReadGuest(c, c.A2, 8);
-                        uint idx = BinaryPrimitives.ReadUInt32LittleEndian(b);
-                        WriteGuestU32(c, c.A2 + 4, idx == 0 ? 1u << 4 : 0);
-                        return 0;
-                    }
-                    default: return ENOSYS;
-                }
-            case Hypercall.VmAssist:
-                return 0;
-            case Hypercall.MemoryOp:
-                if ((int)c.A1 != MemoryOp.MachphysMapping) return ENOSYS;
-                WriteGuestU64(c, c.A2, Area.M2pStart);
-                WriteGuestU64(c, c.A2 + 8, Area.M2pEnd);
-                WriteGuestU64(c, c.A2 + 16, Area.MaxMfn);
-                return 0;
-            case Hypercall.SchedOp:
-                switch ((int)c.A1)
-                {
-                    case SchedOp.Yield: return 0;
-                    case SchedOp.Block:
-                        Traps.SetUpcallMask(c.Vcpu.Id, false);
-                        if (!Traps.UpcallPending(c.Vcpu.Id)) c.Action = ExitAction.Block;
-                        return 0;
-                    case SchedOp.Shutdown:
-                    {
-                        uint reason = BinaryPrimitives.ReadUInt32LittleEndian(ReadGuest(c, c.A2, 4));
-                        if (reason > 5) return EINVAL;
-                        _domain.Shutdown((ShutdownReason)reason);
-                        c.Action = ExitAction.Stop;
-                        return 0;
-                    }
-                    default: return ENOSYS;
-                }
-            case Hypercall.Multicall:
-                return Multicall(c);
-            default:
-                return ENOSYS;
-        }
-    });
-
-    /// <summary>multicall: runs each entry in order and stores its result (iret is refused inside).</summary>
-    public long Multicall(PvHypercall c) => Guarded(() =>
-    {
-        for (ulong i = 0; i < c.A2; i++)
-        {
-            ulong e = c.A1 + i * 64;
-            var b = ReadGuest(c, e, 64);
-            ulong A(int k) => BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(16 + k * 8));
-            var sub = new PvHypercall
-            {
-                Vcpu = c.Vcpu, State = c.State, Number = (int)BinaryPrimitives.ReadUInt64LittleEndian(b),
-                A1 = A(0), A2 = A(1), A3 = A(2), A4 = A(3), A5 = A(4), Context = c.Context, InMulticall = true,
-            };
-            long r = sub.Number == Hypercall.Multicall ? EINVAL : Dispatch(sub);
-            WriteGuestU64(c, e + 8, unchecked((ulong)r));
-            if (sub.Action != ExitAction.Continue) { c.Action = sub.Action; if (sub.Action == ExitAction.Stop) return 0; }
-        }
-        return 0;
-    });
 }

@@ -4,27 +4,18 @@ using XenSharp.Hypervisor.Pv.Abi;
 
 namespace XenSharp.Hypervisor.Pv.Cpu;
 
-/// <summary>Where a vCPU's vcpu_info lives (shared_info slot, or the area registered with VCPUOP_register_vcpu_info).</summary>
-public delegate (GuestMemory Memory, ulong Offset) VcpuInfoLocator(int vcpu);
-
 /// <summary>
 /// Guest CPU state transitions of Xen's PV ABI, free of any accelerator: bounce frames (exceptions, events, syscalls),
 /// the iret hypercall, and the kernel/user switch. Everything that must happen in guest context (CR3 loads, GS base
 /// writes) is queued on <see cref="PvVcpuState.Commands"/>.
 /// </summary>
-public sealed class PvTraps(GuestPageWalker walker, VcpuInfoLocator vcpuInfo)
+public sealed class PvTraps(GuestPageWalker walker)
 {
-    public const int VcpuInfoPending = 0, VcpuInfoMask = 1, VcpuInfoPendingSel = 8, VcpuInfoCr2 = 16;
     private const ulong RflagsAll = 0x3f7fd5; // CF PF AF ZF SF TF IF DF OF IOPL NT RF VM AC VIF VIP ID (architectural flags)
 
     public GuestPageWalker Walker => walker;
 
-    public byte UpcallMask(int vcpu) { var (m, o) = vcpuInfo(vcpu); return m.ReadByte(o + VcpuInfoMask); }
-    public void SetUpcallMask(int vcpu, bool masked) { var (m, o) = vcpuInfo(vcpu); m.WriteByte(o + VcpuInfoMask, masked ? (byte)1 : (byte)0); }
-    public bool UpcallPending(int vcpu) { var (m, o) = vcpuInfo(vcpu); return m.ReadByte(o + VcpuInfoPending) != 0; }
-    public void SetCr2(int vcpu, ulong cr2) { var (m, o) = vcpuInfo(vcpu); m.WriteUInt64(o + VcpuInfoCr2, cr2); }
-
-    public bool EventDeliverable(int vcpu, PvVcpuState st) => st.EventCallback != 0 && UpcallPending(vcpu) && UpcallMask(vcpu) == 0;
+    public static bool EventDeliverable(PvVcpuState st) => st.EventCallback != 0 && st.UpcallPending;
 
     public static void EnterKernelMode(PvVcpuState st)
     {
@@ -48,11 +39,11 @@ public sealed class PvTraps(GuestPageWalker walker, VcpuInfoLocator vcpuInfo)
     /// Builds Xen's bounce frame and points the context at <paramref name="handler"/>: from the new rsp upward
     /// RCX, R11, [error code], RIP, CS (saved upcall mask in bits 32-39), RFLAGS (IF = !mask), RSP, SS.
     /// </summary>
-    public void Bounce(int vcpu, PvVcpuState st, ref GuestContext ctx, ulong handler, ulong? errorCode, bool maskEvents,
+    public void Bounce(PvVcpuState st, ref GuestContext ctx, ulong handler, ulong? errorCode, bool maskEvents,
         ushort? frameCs = null, ushort? frameSs = null)
     {
         if (handler == 0) throw new PvCrashException("no handler registered for a bounce");
-        byte oldMask = UpcallMask(vcpu);
+        byte oldMask = st.EvtchnUpcallMask ? (byte)1 : (byte)0;
         bool fromUser = !st.KernelMode;
         ulong rsp;
         ushort cs = frameCs ?? ctx.Cs;
@@ -86,43 +77,43 @@ public sealed class PvTraps(GuestPageWalker walker, VcpuInfoLocator vcpuInfo)
         ctx.Regs.Rflags = (ctx.Regs.Rflags & ~(X86.RflagsTf | X86.RflagsNt | X86.RflagsRf | X86.RflagsVm | X86.RflagsAc)) | X86.RflagsIf | X86.RflagsReserved1;
         ctx.Cs = PvLayout.Ring3Cs64;
         ctx.Ss = PvLayout.Ring3Ds;
-        if (maskEvents) SetUpcallMask(vcpu, true);
+        if (maskEvents) st.EvtchnUpcallMask = true;
     }
 
     /// <summary>Delivers exception <paramref name="vector"/> through the trap table.</summary>
-    public void BounceException(int vcpu, PvVcpuState st, ref GuestContext ctx, int vector, ulong? errorCode)
+    public void BounceException(PvVcpuState st, ref GuestContext ctx, int vector, ulong? errorCode)
     {
         var t = st.TrapTable[vector];
         if (t.Address == 0) throw new PvCrashException($"unhandled trap {vector} (no trap table entry) at rip 0x{ctx.Regs.Rip:x} err {errorCode?.ToString("x") ?? "-"}");
         st.ExceptionCount++;
-        Bounce(vcpu, st, ref ctx, t.Address, X86.HasErrorCode(vector) ? errorCode ?? 0 : null, t.MasksEvents);
+        Bounce(st, ref ctx, t.Address, X86.HasErrorCode(vector) ? errorCode ?? 0 : null, t.MasksEvents);
     }
 
     /// <summary>Delivers a pending event to the event callback if the mask allows. Returns whether it did.</summary>
-    public bool DeliverEvent(int vcpu, PvVcpuState st, ref GuestContext ctx)
+    public bool DeliverEvent(PvVcpuState st, ref GuestContext ctx)
     {
-        if (!EventDeliverable(vcpu, st)) return false;
+        if (!EventDeliverable(st)) return false;
         st.UpcallCount++;
-        Bounce(vcpu, st, ref ctx, st.EventCallback, null, true);
+        Bounce(st, ref ctx, st.EventCallback, null, true);
         return true;
     }
 
     /// <summary>A syscall from guest user mode: bounce to the syscall callback in kernel mode (C.4).</summary>
-    public void UserSyscall(int vcpu, PvVcpuState st, ref GuestContext ctx, bool compat)
+    public void UserSyscall(PvVcpuState st, ref GuestContext ctx, bool compat)
     {
         ulong cb = compat ? st.Syscall32Callback : st.SyscallCallback;
         if (cb == 0)
         {
             ctx.Regs.Rip -= 2;
-            BounceException(vcpu, st, ref ctx, X86.VectorUd, null);
+            BounceException(st, ref ctx, X86.VectorUd, null);
             return;
         }
-        Bounce(vcpu, st, ref ctx, cb, null, st.SyscallDisablesEvents, compat ? PvLayout.Ring3Cs32 : PvLayout.Ring3Cs64, PvLayout.Ring3Ds);
+        Bounce(st, ref ctx, cb, null, st.SyscallDisablesEvents, compat ? PvLayout.Ring3Cs32 : PvLayout.Ring3Cs64, PvLayout.Ring3Ds);
         ctx.Regs.Rflags &= ~X86.RflagsDf;
     }
 
     /// <summary>HYPERVISOR_iret: pops the iret_context at the guest's rsp and returns into it (C.6).</summary>
-    public void Iret(int vcpu, PvVcpuState st, ref GuestContext ctx)
+    public void Iret(PvVcpuState st, ref GuestContext ctx)
     {
         var b = new byte[72];
         try { walker.Read(st.CurrentCr3, ctx.Regs.Rsp, b); }
@@ -146,7 +137,7 @@ public sealed class PvTraps(GuestPageWalker walker, VcpuInfoLocator vcpuInfo)
             ctx.Regs.R11 = r11;
             ctx.Regs.Rcx = rcx;
         }
-        SetUpcallMask(vcpu, (rflags & X86.RflagsIf) == 0);
+        st.EvtchnUpcallMask = (rflags & X86.RflagsIf) == 0;
         st.ContextReplaced = true;
     }
 }

@@ -42,7 +42,7 @@ public sealed partial class PvVcpuState
     /// <summary>Set by a hypercall (iret) that replaced the whole guest context instead of returning a value.</summary>
     public bool ContextReplaced;
 
-    public bool Initialised;
+
     public long HypercallCount, ExceptionCount, UpcallCount;
 }
 
@@ -57,4 +57,13 @@ public sealed partial class PvVcpuState
 {
     /// <summary>The context the vCPU returns to at its next entry (set by exit handling, consumed by BeforeEntry).</summary>
     public GuestContext? PendingResume;
+
+    /// <summary>The guest context of the hypercall in progress (iret replaces it).</summary>
+    public GuestContext CallContext;
+
+    /// <summary>This vCPU's hypercall context, reused between calls.</summary>
+    internal PvHypercallContext? HypercallContext;
+
+    /// <summary>Special registers, MSRs and CPUID have been loaded into the accelerator's vCPU.</summary>
+    public bool CpuLoaded;
 }
