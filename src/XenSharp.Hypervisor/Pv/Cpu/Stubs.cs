@@ -53,7 +53,7 @@ public sealed class Stubs
     {
         var a = new Assembler(64);
         var syscall = a.CreateLabel(); var syscall32 = a.CreateLabel(); var sysenter = a.CreateLabel();
-        var resume = a.CreateLabel(); var resumeInt = a.CreateLabel(); var enter0 = a.CreateLabel();
+        var resume = a.CreateLabel(); var enter0 = a.CreateLabel();
         var loop = a.CreateLabel(); var next = a.CreateLabel(); var done = a.CreateLabel(); var refused = a.CreateLabel();
         var n1 = a.CreateLabel(); var n2 = a.CreateLabel(); var n3 = a.CreateLabel(); var n4 = a.CreateLabel();
         var exc = new Label[256];
@@ -74,7 +74,6 @@ public sealed class Stubs
         a.ud2();
 
         // Resume: find this vCPU's command page from the ring-0 stack pointer (never from a guest register).
-        a.Label(ref resumeInt);
         a.Label(ref resume);
         a.lea(rdi, __[rsp - 8]);
         a.and(rdi, -(int)PvLayout.VcpuStride);
@@ -154,7 +153,7 @@ public sealed class Stubs
         Syscall32Entry = result.GetLabelRIP(syscall32);
         SysenterEntry = result.GetLabelRIP(sysenter);
         Resume = result.GetLabelRIP(resume);
-        ResumeFromInt = result.GetLabelRIP(resumeInt);
+        ResumeFromInt = Resume;
         EnterRing0 = result.GetLabelRIP(enter0);
         for (int v = 0; v < 256; v++) ExceptionEntry[v] = result.GetLabelRIP(exc[v]);
         return w.ToArray();
