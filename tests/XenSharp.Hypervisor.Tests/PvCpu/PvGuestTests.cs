@@ -30,3 +30,120 @@ public sealed class PvGuestTests(ITestOutputHelper output)
         Assert.Contains("(d1) hello from a PV guest", h.Log);
     }
 }
+
+public sealed class PvGuestFeatureTests(ITestOutputHelper output)
+{
+    private const ulong VirtBase = 0xffff_ffff_8000_0000;
+
+    /// <summary>
+    /// One guest exercising the CPU half: wrmsr GS_BASE emulation (then a gs: load), forced-emulation CPUID, a
+    /// multicall, update_va_mapping of shared_info (a special frame), a trap table and a #PF it handles itself (cr2
+    /// from vcpu_info, error code, iret), and an event-channel loopback delivered as an upcall.
+    /// </summary>
+    [Fact]
+    public void TrapsEventsAndEmulation()
+    {
+        using var h = new PvGuestHarness(a =>
+        {
+            var ok = a.CreateLabel(); var bad = a.CreateLabel(); var start = a.CreateLabel();
+            var table = a.CreateLabel(); var pf = a.CreateLabel(); var ev = a.CreateLabel(); var mc = a.CreateLabel();
+            var gsdata = a.CreateLabel(); var cb = a.CreateLabel(); var evs = a.CreateLabel(); var bindi = a.CreateLabel(); var send = a.CreateLabel();
+            var fail = a.CreateLabel();
+            a.jmp(start);
+            a.Label(ref ok); a.db(System.Text.Encoding.ASCII.GetBytes("all ok\n"));
+            a.Label(ref bad); a.db(System.Text.Encoding.ASCII.GetBytes("FAIL!!\n"));
+            a.Label(ref start);
+            a.mov(rbp, rsi);                                   // start_info
+            a.lea(rax, __[pf]); a.lea(rbx, __[table]); a.mov(__qword_ptr[rbx + 8], rax);
+            a.lea(rax, __[ev]); a.lea(rbx, __[cb]); a.mov(__qword_ptr[rbx + 8], rax);
+            // 1. wrmsr GS_BASE (emulated on #GP), then read through gs:
+            a.lea(rax, __[gsdata]);
+            a.mov(rdx, rax); a.shr(rdx, 32);
+            a.mov(ecx, 0xc0000101);
+            a.wrmsr();
+            a.db(0x65, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0);   // mov rax, gs:[0]
+            a.mov(rbx, 0x1122334455667788);
+            a.cmp(rax, rbx); a.jne(fail);
+            // 2. forced-emulation CPUID leaf 0x40000000
+            a.mov(eax, 0x40000000); a.xor(ecx, ecx);
+            a.db(0x0f, 0x0b, 0x78, 0x65, 0x6e, 0x0f, 0xa2);
+            a.cmp(ebx, 0x566e6558); a.jne(fail);
+            // 3. multicall of two xen_version(0)
+            a.lea(rdi, __[mc]); a.mov(esi, 2); a.Hypercall(13);
+            a.test(rax, rax); a.jne(fail);
+            a.lea(rbx, __[mc]);
+            a.cmp(__qword_ptr[rbx + 8], (4 << 16) | 17); a.jne(fail);
+            a.cmp(__qword_ptr[rbx + 64 + 8], (4 << 16) | 17); a.jne(fail);
+            // 4. map shared_info at VirtBase (padding frame 0) with update_va_mapping(va, maddr|P|RW|A, INVLPG)
+            a.mov(rdi, unchecked((long)VirtBase));
+            a.mov(rsi, __qword_ptr[rbp + 40]);
+            a.or(rsi, 0x23);
+            a.mov(edx, 2);
+            a.Hypercall(14);
+            a.test(rax, rax); a.jne(fail);
+            a.mov(r12, unchecked((long)VirtBase));             // r12 = shared_info
+            // 5. trap table, then a #PF on an unmapped user address
+            a.lea(rdi, __[table]); a.Hypercall(0);
+            a.test(rax, rax); a.jne(fail);
+            a.xor(r13, r13);
+            a.mov(rbx, 0x1000);
+            a.mov(rax, __qword_ptr[rbx]);                      // 3 bytes: 48 8b 03
+            a.cmp(r13, 1); a.jne(fail);
+            a.cmp(r14, 0x1000); a.jne(fail);                   // cr2 from vcpu_info
+            a.cmp(r15, 0); a.jne(fail);                        // error code: kernel read of a not-present page
+            // 6. event channel loopback: alloc_unbound(self, self), bind_interdomain(self, port), callback, unmask, send
+            a.lea(rdi, __[cb]); a.mov(rsi, rdi); a.mov(edi, 0); a.Hypercall(30);  // callback_op(register, &cb)
+            a.test(rax, rax); a.jne(fail);
+            a.mov(edi, 6); a.lea(rsi, __[evs]); a.Hypercall(32);                   // alloc_unbound
+            a.test(rax, rax); a.jne(fail);
+            a.lea(rbx, __[evs]); a.mov(eax, __dword_ptr[rbx + 4]);
+            a.lea(rbx, __[bindi]); a.mov(__dword_ptr[rbx + 4], eax);
+            a.mov(edi, 0); a.lea(rsi, __[bindi]); a.Hypercall(32);                 // bind_interdomain
+            a.test(rax, rax); a.jne(fail);
+            a.xor(r13, r13);
+            a.mov(__byte_ptr[r12 + 1], 0);                                          // unmask upcalls
+            a.lea(rbx, __[bindi]); a.mov(eax, __dword_ptr[rbx + 8]);
+            a.lea(rbx, __[send]); a.mov(__dword_ptr[rbx], eax);
+            a.mov(edi, 4); a.lea(rsi, __[send]); a.Hypercall(32);                  // send
+            a.test(rax, rax); a.jne(fail);
+            a.cmp(r13, 2); a.jne(fail);
+            a.Print(ok, 7);
+            a.Shutdown(0);
+            a.Label(ref fail);
+            a.Print(bad, 7);
+            a.Shutdown(3);
+
+            // #PF handler: frame rcx, r11, err, rip, cs, rflags, rsp, ss
+            a.Label(ref pf);
+            a.mov(r13, 1);
+            a.mov(r14, __qword_ptr[r12 + 16]);
+            a.mov(r15, __qword_ptr[rsp + 16]);
+            a.pop(rcx); a.pop(r11); a.add(rsp, 8);
+            a.add(__qword_ptr[rsp], 3);
+            a.push(0); a.push(rcx); a.push(r11); a.push(rax); a.Hypercall(23);
+            // event upcall: clear pending, count, iret
+            a.Label(ref ev);
+            a.mov(r13, 2);
+            a.mov(__byte_ptr[r12], 0);
+            a.pop(rcx); a.pop(r11);
+            a.push(0); a.push(rcx); a.push(r11); a.push(rax); a.Hypercall(23);
+
+            a.Label(ref table);
+            a.db(14, 0); a.dw(0xe033); a.dd(0); a.dq(0); // address patched below via a second entry trick
+            a.Label(ref gsdata); a.dq(0x1122334455667788);
+            a.Label(ref mc);
+            a.dq(17); a.dq(0); a.dq(0); a.dq(0); a.dq(0); a.dq(0); a.dq(0); a.dq(0);
+            a.dq(17); a.dq(0); a.dq(0); a.dq(0); a.dq(0); a.dq(0); a.dq(0); a.dq(0);
+            a.Label(ref cb); a.dw(0); a.dw(1); a.dd(0); a.dq(0);
+            a.Label(ref evs); a.dw(0x7ff0); a.dw(0x7ff0); a.dd(0);
+            a.Label(ref bindi); a.dw(0x7ff0); a.dw(0); a.dd(0); a.dd(0);
+            a.Label(ref send); a.dd(0);
+            a.dq(0); a.dq(0);
+        });
+        bool done = h.Run(TimeSpan.FromSeconds(30));
+        output.WriteLine(h.Log);
+        Assert.True(done, "guest did not shut down");
+        Assert.Contains("(d1) all ok", h.Log);
+        Assert.Equal(ShutdownReason.Poweroff, h.Domain.ShutdownReason);
+    }
+}
