@@ -147,3 +147,83 @@ public sealed class PvGuestFeatureTests(ITestOutputHelper output)
         Assert.Equal(ShutdownReason.Poweroff, h.Domain.ShutdownReason);
     }
 }
+
+public sealed class PvGuestUserModeTests(ITestOutputHelper output)
+{
+    private const ulong VirtBase = 0xffff_ffff_8000_0000;
+
+    /// <summary>
+    /// Kernel/user switch: the guest builds a user L4 (a copy of its own), makes the frame read-only with
+    /// update_va_mapping, pins it and installs it with NEW_USER_BASEPTR, registers a syscall callback and a kernel
+    /// stack, irets to user mode, and issues a syscall there, which must arrive at the syscall callback in kernel mode.
+    /// </summary>
+    [Fact]
+    public void IretToUserAndSyscallBack()
+    {
+        using var h = new PvGuestHarness(a =>
+        {
+            var ok = a.CreateLabel(); var bad = a.CreateLabel(); var start = a.CreateLabel(); var fail = a.CreateLabel();
+            var user = a.CreateLabel(); var sys = a.CreateLabel(); var cb = a.CreateLabel(); var ops = a.CreateLabel();
+            var copy = a.CreateLabel();
+            a.jmp(start);
+            a.Label(ref ok); a.db(System.Text.Encoding.ASCII.GetBytes("user ok\n"));
+            a.Label(ref bad); a.db(System.Text.Encoding.ASCII.GetBytes("FAILED!\n"));
+            a.Label(ref start);
+            a.mov(rbp, rsi);
+            // copy the kernel L4 (start_info.pt_base) into frame 1 (VirtBase + 0x1000)
+            a.mov(rsi, __qword_ptr[rbp + 88]);
+            a.mov(rdi, unchecked((long)(VirtBase + 0x1000)));
+            a.mov(ecx, 512);
+            a.Label(ref copy);
+            a.mov(rax, __qword_ptr[rsi]); a.mov(__qword_ptr[rdi], rax);
+            a.add(rsi, 8); a.add(rdi, 8); a.dec(ecx); a.jnz(copy);
+            // make it read-only: update_va_mapping(VirtBase+0x1000, 0x1000|P|A, INVLPG)
+            a.mov(rdi, unchecked((long)(VirtBase + 0x1000))); a.mov(esi, 0x1021); a.mov(edx, 2); a.Hypercall(14);
+            a.test(rax, rax); a.jne(fail);
+            // mmuext_op: PIN_L4_TABLE(1), NEW_USER_BASEPTR(1)
+            a.lea(rdi, __[ops]); a.mov(esi, 2); a.xor(edx, edx); a.mov(r10d, 0x7ff0); a.Hypercall(26);
+            a.test(rax, rax); a.jne(fail);
+            // syscall callback (flags: mask events), kernel stack
+            a.lea(rax, __[sys]); a.lea(rbx, __[cb]); a.mov(__qword_ptr[rbx + 8], rax);
+            a.mov(edi, 0); a.lea(rsi, __[cb]); a.Hypercall(30);
+            a.test(rax, rax); a.jne(fail);
+            a.mov(edi, 0xe02b); a.lea(rsi, __[rsp - 0x800]); a.Hypercall(3);
+            // iret to user mode: rax, r11, rcx, flags, rip, cs, rflags, rsp, ss
+            a.lea(rbx, __[rsp - 0x1000]);                // user stack
+            a.push(0xe02b); a.push(rbx); a.push(0x202); a.push(0xe033);
+            a.lea(rax, __[user]); a.push(rax);
+            a.push(0); a.push(0); a.push(0); a.push(0);
+            a.Hypercall(23);
+            a.ud2();
+
+            a.Label(ref user);
+            a.mov(r13, 0x55);
+            a.syscall();                                  // a user system call, not a hypercall
+            a.ud2();
+
+            // syscall callback, in kernel mode: frame rcx, r11, rip, cs, rflags, rsp, ss
+            a.Label(ref sys);
+            a.cmp(r13, 0x55); a.jne(fail);
+            a.mov(rax, __qword_ptr[rsp + 24]);           // saved CS
+            a.cmp(rax, 0xe033); a.jne(fail);
+            a.Print(ok, 8);
+            a.Shutdown(0);
+            a.Label(ref fail);
+            a.Print(bad, 8);
+            a.Shutdown(3);
+
+            a.Label(ref cb); a.dw(2); a.dw(1); a.dd(0); a.dq(0);
+            a.Label(ref ops);
+            a.dd(3); a.dd(0); a.dq(1); a.dq(0);
+            a.dd(15); a.dd(0); a.dq(1); a.dq(0);
+        });
+        bool done = h.Run(TimeSpan.FromSeconds(30));
+        output.WriteLine(h.Log);
+        Assert.True(done, "guest did not shut down");
+        Assert.Contains("(d1) user ok", h.Log);
+        var st = h.Platform.State(0);
+        Assert.True(st.KernelMode);
+        Assert.Equal(1UL, st.UserL4);
+        Assert.True(h.Platform.Mmu.IsPinned(1));
+    }
+}
