@@ -44,7 +44,14 @@ else
     rm -rf "$work"
     mkdir -p "$work/root"
     say "downloading $pkg $version"
-    (cd "$work" && apt-get download "$pkg=$version" 2>&1 | sed 's/^/  apt: /')
+    if ! (cd "$work" && apt-get download "$pkg=$version" 2>&1 | sed 's/^/  apt: /'); then
+        # Stale package lists name a version the archive no longer has: refresh once and retry.
+        say "download failed; running apt-get update and retrying"
+        apt-get update -qq
+        version=$(apt-cache show --no-all-versions "$pkg" | awk '$1 == "Version:" { print $2; exit }')
+        stamp="package=$pkg version=$version kernel=$kernel"
+        (cd "$work" && apt-get download "$pkg=$version" 2>&1 | sed 's/^/  apt: /')
+    fi
     deb=$(ls "$work"/*.deb | head -n1)
     say "extracting $(basename "$deb")"
     dpkg -x "$deb" "$work/root"

@@ -126,11 +126,17 @@ public sealed class MalformedElfTests
         Assert.Contains("1, 2, 4 or 8", Refused(TestElf.Linux().Without(XenElfNote.VirtBase).Num(XenElfNote.VirtBase, 1, 3)));
 
     [Fact]
-    public void StringNoteWithoutNul()
+    public void StringNoteEndsAtItsDescriptorWithoutNul()
     {
-        var e = TestElf.Linux().Without(XenElfNote.GuestOs);
-        e.Notes.Add((XenElfNote.GuestOs, "linux"u8.ToArray(), "Xen"));
-        Assert.Contains("without a terminating NUL", Refused(e));
+        // Linux writes FEATURES with .ascii: no NUL inside the descriptor. The string must stop at the descriptor's end.
+        var e = TestElf.Linux().Without(XenElfNote.Features);
+        e.Notes.Add((XenElfNote.Features, "!writable_page_tables|pae_pgdir_above_4gb"u8.ToArray(), "Xen"));
+        e.Notes.Add((1, "XXXX"u8.ToArray(), "GNU"));
+        var g = XenGuestInfo.FromElf(ElfImage.Parse(e.Build()), PvBuildOptions.DefaultOfferedFeatures);
+        Assert.Equal("!writable_page_tables|pae_pgdir_above_4gb", g.Notes.Features);
+        var bad = TestElf.Linux().Without(XenElfNote.GuestOs);
+        bad.Notes.Add((XenElfNote.GuestOs, [(byte)'l', 0x01, (byte)'x'], "Xen"));
+        Assert.Contains("non-printable", Refused(bad));
     }
 
     [Fact]

@@ -526,3 +526,32 @@ public struct SharedRingHeader
     [FieldOffset(12), XenName("rsp_event")] public uint RspEvent;
     [XenName("offsetof(struct xensharp_probe_sring, ring)")] public const int EntriesOffset = 64;
 }
+
+/// <summary>struct xenstore_domain_interface (<c>io/xs_wire.h</c>): the xenstore ring page at start_info.store_mfn.</summary>
+[XenName("struct xenstore_domain_interface")]
+[StructLayout(LayoutKind.Explicit, Size = 2076)]
+public unsafe struct XenstoreDomainInterface
+{
+    [FieldOffset(0), XenName("req")] public fixed byte Req[1024];
+    [FieldOffset(1024), XenName("rsp")] public fixed byte Rsp[1024];
+    [FieldOffset(2048), XenName("req_cons")] public uint ReqCons;
+    [FieldOffset(2052), XenName("req_prod")] public uint ReqProd;
+    [FieldOffset(2056), XenName("rsp_cons")] public uint RspCons;
+    [FieldOffset(2060), XenName("rsp_prod")] public uint RspProd;
+    [FieldOffset(2064), XenName("server_features")] public uint ServerFeatures;
+    [FieldOffset(2068), XenName("connection")] public uint Connection;
+    [FieldOffset(2072), XenName("error")] public uint Error;
+
+    [XenName("XENSTORE_RING_SIZE")] public const int RingSize = 1024;
+    [XenName("XENSTORE_PAYLOAD_MAX")] public const int PayloadMax = 4096;
+    [XenName("XENSTORE_ABS_PATH_MAX")] public const int AbsPathMax = 3072;
+    [XenName("XENSTORE_REL_PATH_MAX")] public const int RelPathMax = 2048;
+    [XenName("XENSTORE_SERVER_FEATURE_RECONNECTION")] public const uint ServerFeatureReconnection = 1;
+    [XenName("XENSTORE_SERVER_FEATURE_ERROR")] public const uint ServerFeatureError = 2;
+    [XenName("XENSTORE_CONNECTED")] public const uint Connected = 0;
+    [XenName("XENSTORE_RECONNECT")] public const uint Reconnect = 1;
+    [XenName("XENSTORE_ERROR_NONE")] public const uint ErrorNone = 0;
+    [XenName("XENSTORE_ERROR_COMM")] public const uint ErrorComm = 1;
+    [XenName("XENSTORE_ERROR_RINGIDX")] public const uint ErrorRingIdx = 2;
+    [XenName("XENSTORE_ERROR_PROTO")] public const uint ErrorProto = 3;
+}

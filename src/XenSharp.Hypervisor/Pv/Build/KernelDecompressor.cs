@@ -46,25 +46,83 @@ public static class KernelDecompressor
         {
             return f switch
             {
-                KernelCompression.Gzip => Drain(new GZipStream(AsStream(payload), CompressionMode.Decompress), f, maxOutput),
+                KernelCompression.Gzip => CheckGzipSize(payload.Span, Drain(new GZipStream(AsStream(payload), CompressionMode.Decompress), f, maxOutput)),
                 KernelCompression.Bzip2 => Drain(BZip2Stream.Create(AsStream(payload), SharpCompress.Compressors.CompressionMode.Decompress,
                     decompressConcatenated: false, leaveOpen: false, tolerateTruncatedStream: false), f, maxOutput),
                 KernelCompression.Xz => Drain(new XZStream(AsStream(payload)), f, maxOutput),
                 KernelCompression.Lzma => DecompressLzma(payload, maxOutput),
-                KernelCompression.Zstd => Drain(new ZstdDecompressionStream(AsStream(payload), 1 << 17, checkEndOfStream: false, leaveOpen: false), f, maxOutput),
+                KernelCompression.Zstd => Drain(new ZstdDecompressionStream(AsStream(payload[..ZstdFramesLength(payload.Span)]), 1 << 17,
+                    checkEndOfStream: true, leaveOpen: false), f, maxOutput),
                 KernelCompression.Lz4 => DecompressLz4Legacy(payload.Span, maxOutput),
                 KernelCompression.Lzo => throw new PvBuildException("bzImage payload is LZO-compressed, which XenSharp does not support; use a kernel built with gzip, xz, lzma, bzip2, lz4 or zstd"),
                 _ => throw new PvBuildException($"unknown compression format of bzImage payload (first bytes {Convert.ToHexString(payload.Span[..Math.Min(8, payload.Length)])})"),
             };
         }
-        catch (PvBuildException) { throw; }
-        catch (Exception e) when (e is InvalidDataException or IOException or EndOfStreamException or InvalidOperationException
-                                    or ArgumentException or IndexOutOfRangeException or NotSupportedException
-                                    or SharpCompress.Common.ArchiveException or SharpCompress.Compressors.ZStandard.ZstdException)
+        // Decoders fed hostile data throw whatever their internals hit; all of it means "bad payload".
+        catch (Exception e) when (e is not PvBuildException and not OutOfMemoryException)
         {
             throw new PvBuildException($"{f} payload is corrupt or truncated: {e.Message}", e);
         }
     }
+
+    /// <summary>
+    /// .NET's inflater stops quietly at the end of a truncated deflate stream, so check the gzip ISIZE (output length
+    /// mod 2^32) at the member's end, which is the payload's end or 4 bytes before it when Linux's size trailer follows.
+    /// </summary>
+    private static byte[] CheckGzipSize(ReadOnlySpan<byte> payload, byte[] output)
+    {
+        uint size = unchecked((uint)output.Length);
+        bool ok = payload.Length >= 18 && (BinaryPrimitives.ReadUInt32LittleEndian(payload[^4..]) == size
+            || (payload.Length >= 22 && BinaryPrimitives.ReadUInt32LittleEndian(payload[^8..]) == size));
+        if (!ok) throw new PvBuildException($"Gzip payload is truncated or corrupt: it inflated to {output.Length} bytes but its gzip trailer disagrees");
+        return output;
+    }
+
+    /// <summary>
+    /// The length of the zstd (and skippable) frames at the start of <paramref name="data"/>, found by walking frame
+    /// headers and block headers, so the decoder never sees Linux's 4-byte size trailer (which it would take for a bad frame).
+    /// </summary>
+    private static int ZstdFramesLength(ReadOnlySpan<byte> data)
+    {
+        int at = 0;
+        while (data.Length - at >= 4)
+        {
+            uint magic = BinaryPrimitives.ReadUInt32LittleEndian(data[at..]);
+            if ((magic & 0xFFFFFFF0) == 0x184D2A50) // skippable frame: magic, le32 size, data
+            {
+                if (data.Length - at < 8) break;
+                ulong skip = 8UL + BinaryPrimitives.ReadUInt32LittleEndian(data[(at + 4)..]);
+                if (skip > (ulong)(data.Length - at)) throw new PvBuildException("Zstd payload is truncated inside a skippable frame");
+                at += (int)skip;
+                continue;
+            }
+            if (magic != 0xFD2FB528) break;
+            if (data.Length - at < 5) throw new PvBuildException("Zstd payload is truncated inside a frame header");
+            byte fhd = data[at + 4];
+            int fcsFlag = fhd >> 6, singleSegment = (fhd >> 5) & 1, checksum = (fhd >> 2) & 1, dictIdFlag = fhd & 3;
+            int header = 1 + (singleSegment == 0 ? 1 : 0) + (dictIdFlag == 3 ? 4 : dictIdFlag)
+                + (fcsFlag == 0 ? singleSegment : 1 << fcsFlag);
+            long pos = at + 4L + header;
+            while (true)
+            {
+                if (pos + 3 > data.Length) throw new PvBuildException("Zstd payload is truncated: a block header is missing");
+                int bh = data[(int)pos] | data[(int)pos + 1] << 8 | data[(int)pos + 2] << 16;
+                bool last = (bh & 1) != 0;
+                int type = (bh >> 1) & 3, size = bh >> 3;
+                if (type == 3) throw new PvBuildException("Zstd payload is corrupt: reserved block type");
+                pos += 3 + (type == 1 ? 1 : size); // an RLE block stores one byte
+                if (pos > data.Length) throw new PvBuildException("Zstd payload is truncated inside a block");
+                if (last) break;
+            }
+            pos += checksum * 4;
+            if (pos > data.Length) throw new PvBuildException("Zstd payload is truncated: the frame checksum is missing");
+            at = (int)pos;
+        }
+        if (at == 0) throw new PvBuildException("Zstd payload holds no complete frame");
+        return at;
+    }
+
+    private static string Limit(long max) => max % (1 << 20) == 0 ? $"{max >> 20} MiB" : $"{max}-byte";
 
     private static MemoryStream AsStream(ReadOnlyMemory<byte> m) =>
         System.Runtime.InteropServices.MemoryMarshal.TryGetArray(m, out var seg)
@@ -88,7 +146,7 @@ public static class KernelDecompressor
                     filled += n;
                 }
                 total += filled;
-                if (total > max) throw new PvBuildException($"{f} payload decompresses to more than the {max >> 20} MiB limit");
+                if (total > max) throw new PvBuildException($"{f} payload decompresses to more than the {Limit(max)} limit");
                 if (filled > 0) chunks.Add((chunk, filled));
                 if (filled < chunk.Length) break;
             }
@@ -111,9 +169,12 @@ public static class KernelDecompressor
         if (span.Length < 13) throw new PvBuildException("lzma payload is truncated: shorter than its 13-byte header");
         byte[] props = span[..5].ToArray();
         long size = BinaryPrimitives.ReadInt64LittleEndian(span[5..13]);
-        if (size > max) throw new PvBuildException($"lzma payload declares {size} bytes, more than the {max >> 20} MiB limit");
-        var input = AsStream(payload[13..]);
-        return Drain(LzmaStream.Create(props, input, input.Length, size < 0 ? -1 : size, leaveOpen: false), KernelCompression.Lzma, max);
+        if (size > max) throw new PvBuildException($"lzma payload declares {size} bytes, more than the {Limit(max)} limit");
+        // Input size unknown (-1): the decoder then stops at the end marker or declared size and ignores Linux's trailer.
+        var output = Drain(LzmaStream.Create(props, AsStream(payload[13..]), -1, size < 0 ? -1 : size, leaveOpen: false), KernelCompression.Lzma, max);
+        if (size >= 0 && output.Length != size)
+            throw new PvBuildException($"lzma payload is truncated: it inflated to {output.Length} of its declared {size} bytes");
+        return output;
     }
 
     /// <summary>
@@ -126,7 +187,7 @@ public static class KernelDecompressor
         if (data.Length <= 8) throw new PvBuildException("lz4 payload is truncated: no room for a block and the size trailer");
         uint expected = BinaryPrimitives.ReadUInt32LittleEndian(data[^4..]);
         if (expected == 0) throw new PvBuildException("lz4 payload's size trailer is 0");
-        if (expected > max) throw new PvBuildException($"lz4 payload declares {expected} bytes, more than the {max >> 20} MiB limit");
+        if (expected > max) throw new PvBuildException($"lz4 payload declares {expected} bytes, more than the {Limit(max)} limit");
         var input = data[4..^4];
         var output = new byte[expected];
         int produced = 0;

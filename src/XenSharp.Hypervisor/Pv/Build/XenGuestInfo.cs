@@ -188,10 +188,17 @@ public sealed record XenGuestInfo(
         _ => throw new PvBuildException($"Xen note {Name(note.Type)} is numeric but has {d.Length} bytes (expected 1, 2, 4 or 8)"),
     };
 
+    /// <summary>
+    /// Strings end at a NUL or at the end of the descriptor: Linux emits FEATURES with <c>.ascii</c> (no NUL), which
+    /// libelf only reads correctly because the note padding happens to be zero. Never read past the descriptor.
+    /// </summary>
     private static string Str(ElfNote note, ReadOnlySpan<byte> d)
     {
         int nul = d.IndexOf((byte)0);
-        if (nul < 0) throw new PvBuildException($"Xen note {Name(note.Type)} is a string without a terminating NUL");
-        return Encoding.ASCII.GetString(d[..nul]);
+        var text = nul < 0 ? d : d[..nul];
+        foreach (byte b in text)
+            if (b is < 0x20 or > 0x7e)
+                throw new PvBuildException($"Xen note {Name(note.Type)} holds a non-printable byte 0x{b:x2}");
+        return Encoding.ASCII.GetString(text);
     }
 }
