@@ -423,10 +423,11 @@ public sealed unsafe class KvmVcpu : IVcpu
             if (_disposed) return;
             _disposed = true;
             wasRunning = _busy;
-            if (_runningTid != 0 && _run != null)
+            if (wasRunning && _run != null)
             {
+                // Whether Run is inside KVM_RUN or about to enter it, make it come out.
                 Volatile.Write(ref _run->ImmediateExit, 1);
-                Posix.tgkill(_pid, _runningTid, KickSignal.Number);
+                if (_runningTid != 0) Posix.tgkill(_pid, _runningTid, KickSignal.Number);
             }
         }
         if (wasRunning)

@@ -9,6 +9,11 @@ public sealed class ConcurrencyTests : IClassFixture<XldFixture>
 
     private static int OpenFds(int pid) => Directory.GetFiles($"/proc/{pid}/fd").Length;
 
+    private static string[] FdTargets(int pid) => Directory.GetFiles($"/proc/{pid}/fd").Select(f =>
+    {
+        try { return new FileInfo(f).LinkTarget ?? "?"; } catch (IOException) { return "gone"; }
+    }).Order().ToArray();
+
     private static long RssKiB(int pid)
     {
         foreach (var line in File.ReadLines($"/proc/{pid}/status"))
@@ -27,9 +32,11 @@ public sealed class ConcurrencyTests : IClassFixture<XldFixture>
         var warm = Path.Combine(_xld.Directory, "warm.cfg");
         File.WriteAllText(warm, $"name=\"warm\"\ntype=\"hvm\"\nkernel=\"{Paths.HvmGuest}\"\nmemory=16\n");
         Assert.Equal(0, _xld.Xl("create", warm).ExitCode);
+        Assert.Equal(0, _xld.Xl("list").ExitCode);
         Assert.Equal(0, _xld.Xl("destroy", "warm").ExitCode);
         GC.Collect();
         int fds0 = OpenFds(pid), threads0 = Threads(pid);
+        var targets0 = FdTargets(pid);
         long rss0 = RssKiB(pid);
 
         var creates = Enumerable.Range(0, 16).Select(i => Task.Run(() =>
@@ -52,7 +59,7 @@ public sealed class ConcurrencyTests : IClassFixture<XldFixture>
         Assert.DoesNotContain("many", _xld.Xl("list").Stdout);
 
         XldFixture.WaitUntil(() => OpenFds(pid) <= fds0 && Threads(pid) <= threads0 + 2, TimeSpan.FromSeconds(20),
-            () => $"fds {OpenFds(pid)} (were {fds0}), threads {Threads(pid)} (were {threads0})");
+            () => $"fds {OpenFds(pid)} (were {fds0}: new ones {string.Join(", ", FdTargets(pid).Except(targets0))}), threads {Threads(pid)} (were {threads0})");
         // Guest RAM is memfd-backed and unmapped on destroy: RSS returns to near where it was.
         long rss1 = RssKiB(pid);
         Assert.True(rss1 < rss0 + 64 * 1024, $"RSS grew from {rss0} KiB to {rss1} KiB");

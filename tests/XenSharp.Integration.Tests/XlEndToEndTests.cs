@@ -58,7 +58,7 @@ public sealed class XlEndToEndTests : IClassFixture<XldFixture>
         Ok("unpause", "e2e-basic");
         Assert.DoesNotContain('p', ListRow("e2e-basic")[4]);
 
-        var r = _xld.XlWithInput("hello\r", TimeSpan.FromSeconds(5), "console", "e2e-basic");
+        Assert.Equal(0, _xld.Type("e2e-basic", "hello\r").ExitCode);
         WaitForConsole("e2e-basic", "hello from the guest");
 
         Ok("shutdown", "-w", "e2e-basic");
@@ -102,7 +102,7 @@ public sealed class XlEndToEndTests : IClassFixture<XldFixture>
     {
         Ok("create", Config("e2e-crash", "on_crash = \"preserve\""));
         WaitForConsole("e2e-crash", "ready");
-        _xld.XlWithInput("crash\r", TimeSpan.FromSeconds(5), "console", "e2e-crash");
+        _xld.Type("e2e-crash", "crash\r");
         XldFixture.WaitUntil(() => ListRow("e2e-crash") is { Length: > 4 } row && row[4] == "----c-", GuestTimeout, () => Ok("list").Stdout);
         Assert.Contains("triple fault", Ok("dmesg").Stdout);
         Ok("destroy", "e2e-crash");
@@ -115,7 +115,7 @@ public sealed class XlEndToEndTests : IClassFixture<XldFixture>
         Ok("create", Config("e2e-restart", "on_poweroff = \"restart\""));
         WaitForConsole("e2e-restart", "ready");
         string oldId = ListRow("e2e-restart")[1];
-        _xld.XlWithInput("poweroff\r", TimeSpan.FromSeconds(5), "console", "e2e-restart");
+        _xld.Type("e2e-restart", "poweroff\r");
         XldFixture.WaitUntil(() => ListRow("e2e-restart") is { Length: > 1 } row && row[1] != oldId, GuestTimeout, () => Ok("list").Stdout);
         Ok("destroy", "e2e-restart");
     }
@@ -126,7 +126,7 @@ public sealed class XlEndToEndTests : IClassFixture<XldFixture>
         Ok("create", Config("e2e-rr", "on_reboot = \"rename-restart\""));
         WaitForConsole("e2e-rr", "ready");
         string oldId = ListRow("e2e-rr")[1];
-        _xld.XlWithInput("reboot\r", TimeSpan.FromSeconds(5), "console", "e2e-rr");
+        _xld.Type("e2e-rr", "reboot\r");
         XldFixture.WaitUntil(() => ListRow($"e2e-rr-{oldId}").Length > 0 && ListRow("e2e-rr").Length > 0, GuestTimeout, () => Ok("list").Stdout);
         Ok("destroy", "e2e-rr");
         Ok("destroy", $"e2e-rr-{oldId}");

@@ -75,6 +75,10 @@ public sealed class XldFixture : IDisposable
         return new XlResult(p.ExitCode, stdout.Result, stderr.Result);
     }
 
+    /// <summary>Types <paramref name="input"/> on the domain's console with <c>xl console</c>, then detaches with Ctrl-].</summary>
+    public XlResult Type(string domain, string input) =>
+        XlWithInput(input + "\u001d", TimeSpan.FromSeconds(30), "console", domain);
+
     /// <summary>Starts <c>xl console</c> and returns the running process, for tests that read output as it comes.</summary>
     public Process StartConsole(string domain)
     {

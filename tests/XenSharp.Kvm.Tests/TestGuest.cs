@@ -101,13 +101,20 @@ internal sealed class TestGuest : IDisposable
         Memory.WriteUInt64(a + 8, handler >> 32);
     }
 
-    /// <summary>Runs until an exit other than Interrupted (a stray signal), with a bound.</summary>
-    public VcpuExit RunToExit()
+    /// <summary>
+    /// Runs until an exit other than Interrupted (a stray signal). A watchdog kicks the vCPU after
+    /// <paramref name="timeoutSeconds"/> so a guest that never exits fails the test instead of hanging the run.
+    /// </summary>
+    public VcpuExit RunToExit(int timeoutSeconds = 20)
     {
+        int fired = 0;
+        using var watchdog = new Timer(_ => { Volatile.Write(ref fired, 1); Vcpu.Kick(); }, null, timeoutSeconds * 1000, Timeout.Infinite);
         for (int i = 0; i < 100; i++)
         {
             var e = Vcpu.Run();
             if (e.Reason != ExitReason.Interrupted) return e;
+            if (Volatile.Read(ref fired) != 0)
+                throw new Xunit.Sdk.XunitException($"no exit within {timeoutSeconds} s (rip 0x{Vcpu.GetRegisters().Rip:x})");
         }
         throw new Xunit.Sdk.XunitException("100 Interrupted exits in a row");
     }

@@ -140,6 +140,29 @@ public sealed unsafe partial class VcpuLogicTests : IDisposable
         Assert.Equal(ExitReason.Halt, v.Run().Reason);
     }
 
+    [Fact]
+    public void A_kick_during_string_io_lands_after_the_last_element()
+    {
+        using var v = Vcpu(Exits(p => Io(p, KvmExit.IO_OUT, 0x80, 1, 2, 1, 2)));
+        Assert.Equal(new VcpuExit(ExitReason.Io, 0x80, 1, true, 1), v.Run());
+        v.Kick();
+        Assert.Equal(new VcpuExit(ExitReason.Io, 0x80, 1, true, 2), v.Run()); // still owed to the guest
+        Assert.Equal(ExitReason.Interrupted, v.Run().Reason);            // KVM completes the I/O, then sees immediate_exit
+    }
+
+    [Fact]
+    public void Interrupt_window_fields_and_exit()
+    {
+        using var v = Vcpu(Exits(p => { var r = (KvmRun*)p; r->ExitReason = KvmExit.IRQ_WINDOW_OPEN; r->ReadyForInterruptInjection = 1; }));
+        Assert.False(v.ReadyForInterruptInjection);
+        v.RequestInterruptWindow = true;
+        Assert.Equal(1, _page->RequestInterruptWindow);
+        Assert.Equal(new VcpuExit(ExitReason.Interrupted, Detail: "KVM_EXIT_IRQ_WINDOW_OPEN"), v.Run());
+        Assert.True(v.ReadyForInterruptInjection);
+        v.RequestInterruptWindow = false;
+        Assert.Equal(0, _page->RequestInterruptWindow);
+    }
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint read(int fd, byte* buffer, nuint count);
 

@@ -28,7 +28,18 @@ internal sealed class InertVcpu(int id) : IVcpu
     private int _kicks;
     public int Id { get; } = id;
     public int Kicks => Volatile.Read(ref _kicks);
-    public VcpuExit Run() { Thread.Sleep(1); return new VcpuExit(ExitReason.Interrupted); }
+    /// <summary>Set to make the next Run return an I/O exit (a stand-in for "the guest made a hypercall").</summary>
+    public volatile bool ExitOnce;
+    public VcpuExit Run()
+    {
+        if (ExitOnce)
+        {
+            ExitOnce = false;
+            return new VcpuExit(ExitReason.Io, 0x1234);
+        }
+        Thread.Sleep(1);
+        return new VcpuExit(ExitReason.Interrupted);
+    }
     public void Kick() => Interlocked.Increment(ref _kicks);
     public void CompleteRead(ulong value) { }
     public VcpuRegisters GetRegisters() => default;

@@ -17,7 +17,7 @@ public sealed class ConsoleLog(HypervisorLog log, uint domid)
     private readonly StringBuilder _line = new();
     private double _tokens = BurstBytes;
     private long _lastRefill = Stopwatch.GetTimestamp();
-    private bool _suppressing;
+    private long _lastNotice = long.MinValue;
 
     public long DroppedBytes { get; private set; }
 
@@ -33,15 +33,15 @@ public sealed class ConsoleLog(HypervisorLog log, uint domid)
                 if (_tokens < 1)
                 {
                     DroppedBytes++;
-                    if (!_suppressing)
+                    // Say so at most every 10 s.
+                    if (_lastNotice == long.MinValue || now - _lastNotice > 10 * Stopwatch.Frequency)
                     {
-                        _suppressing = true;
+                        _lastNotice = now;
                         log.Write($"(d{domid}) [console_io output rate limited: dropping]");
                     }
                     continue;
                 }
                 _tokens--;
-                _suppressing = false;
                 if (b == (byte)'\n' || _line.Length >= MaxLine) Flush();
                 if (b == (byte)'\n' || b == (byte)'\r') continue;
                 _line.Append(b is >= 0x20 and < 0x7f or (byte)'\t' ? (char)b : '?');

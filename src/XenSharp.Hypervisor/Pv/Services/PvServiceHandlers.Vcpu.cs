@@ -66,8 +66,8 @@ public static partial class PvServiceHandlers
             {
                 ulong va = m.Read<VcpuRegisterRunstateMemoryArea>(arg).Addr;
                 v.RunstateAreaVa = va;
-                // Xen writes the area at once when it is the caller's.
-                if (va != 0 && self) v.WriteRunstateArea(m, v.RunstateInfo);
+                // Xen writes the area at once (kernel VAs are shared by every vCPU's page tables).
+                if (va != 0) v.WriteRunstateArea(m, v.RunstateInfo);
                 return 0;
             }
             case Abi.VcpuOp.RegisterVcpuTimeMemoryArea:

@@ -40,6 +40,8 @@ public sealed partial class PvVcpuState
         _runstateEntry = 0;
         PeriodicPeriodNs = DefaultPeriodNs;
         PeriodicNextNs = DefaultPeriodNs;
+        // vcpu_info.time must be valid before the guest first runs (Linux reads it very early).
+        if (_hasVcpuInfo) PublishTime();
     }
 
     public PvDomainState DomainState { get; }
@@ -124,7 +126,8 @@ public sealed partial class PvVcpuState
             if (VcpuInfoRegistered) return -XenErrno.EINVAL;
             ulong newOff = mfn * 4096 + offset;
             Span<byte> old = stackalloc byte[64];
-            if (_hasVcpuInfo) _vcpuInfoMemory.Span(_vcpuInfoOffset, 64).CopyTo(old); else old.Clear();
+            if (_hasVcpuInfo) _vcpuInfoMemory.Span(_vcpuInfoOffset, 64).CopyTo(old);
+            else { old.Clear(); old[1] = 1; } // From Xen's dummy vcpu_info: a fresh area with events masked.
             old.CopyTo(mem.Span(newOff, 64));
             // The old slot keeps the mask set so that nothing is delivered through it any more.
             if (_hasVcpuInfo) _vcpuInfoMemory.Span(_vcpuInfoOffset, 64)[1] = 1;
@@ -226,7 +229,11 @@ public sealed partial class PvVcpuState
 
     // ---------------------------------------------------------------- up / down / initialise
 
-    /// <summary>VPF_down: the vCPU is offline (not yet brought up, or VCPUOP_down).</summary>
+    /// <summary>
+    /// VPF_down: the vCPU is offline (not yet brought up, or VCPUOP_down). Events and timers do not kick a down vCPU
+    /// and <see cref="HasPendingWork"/> stays false. CPU half: when another vCPU downs this one (VCPUOP_down on a
+    /// running vCPU kicks it), return ExitAction.Block from the next exit while Down is set.
+    /// </summary>
     public volatile bool Down;
 
     /// <summary>The vCPU has a context (the builder's for vCPU 0, VCPUOP_initialise for the others).</summary>
@@ -333,7 +340,11 @@ public sealed partial class PvVcpuState
     /// </summary>
     public void OnBeforeEntry(IGuestVirtualMemory memory)
     {
-        _pollPorts = null;
+        if (_pollPorts is not null)
+        {
+            _pollPorts = null;
+            DomainState.Timers.SetPollDeadline(this, 0);
+        }
         SetRunstate(VcpuRunState.Running, memory);
         DomainState.Timers.RunExpired(this);
         var clock = DomainState.Clock;
