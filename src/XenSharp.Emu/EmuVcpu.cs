@@ -168,6 +168,7 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         _runId++;
         if (_kick != 0) { _kick = 0; CancelPendingIo(); return new VcpuExit(ExitReason.Interrupted); }
         CheckMapVersion();
+        if (_flushRequest != 0) ApplyFlushRequests();
         CompletePendingIo();
         if (_mmioCount != 0 && _rip != _mmioRip) { _mmioCount = 0; _mmioReadPending = false; }
         _exitPending = false;
@@ -231,10 +232,11 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         {
             _mapVersion = v;
             FlushTlb();
-            InvalidateCodeCache();
+            DropCodeCache();
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once for a long time: skip tier-0/OSR
     private VcpuExit Loop()
     {
         int budget = KickInterval;
@@ -245,12 +247,12 @@ public sealed unsafe partial class EmuVcpu : IVcpu
                 budget = KickInterval;
                 if (_kick != 0) { _kick = 0; return new VcpuExit(ExitReason.Interrupted); }
                 if (_vm.MapVersion != _mapVersion) CheckMapVersion();
+                if (_flushRequest != 0) ApplyFlushRequests();
             }
             if (_irqAny != 0 && (_rflags & IF) != 0 && _retired - _shadowAt >= 2 && !TryDeliverInterrupt())
                 return new VcpuExit(ExitReason.Shutdown, Detail: "triple fault");
             _mmioCursor = 0;
-            ref Instruction ins = ref Fetch();
-            Execute(ref ins);
+            ExecuteDecoded(ref Fetch());
             _retired++;
             if (_mmioCount != 0) { _mmioCount = 0; _mmioReadPending = false; }
             if (_exitPending)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace XenSharp.Emu;
@@ -9,6 +10,7 @@ namespace XenSharp.Emu;
 /// </summary>
 public sealed unsafe partial class EmuVcpu
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private byte* TranslateReadPtr(ulong la, int size)
     {
         if ((la & 0xfff) > (ulong)(4096 - size)) return null;
@@ -18,6 +20,7 @@ public sealed unsafe partial class EmuVcpu
         return t.Host is null ? null : t.Host + (la & 0xfff);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void StringOp(ref Instruction i, Mnemonic m, ulong next)
     {
         int kind, sz;
@@ -103,6 +106,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>REP MOVS/STOS forward within RAM pages: whole runs up to the next page boundary at once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool BulkForward(int kind, int sz, ulong srcBase)
     {
         ulong rdi = _r[7];
