@@ -89,3 +89,11 @@ public sealed record HostInfo(
 public sealed record DmesgArgs(bool Clear = false);
 
 public sealed record DmesgResult(IReadOnlyList<string> Lines);
+
+public sealed record TokenCreateArgs(string Name, string Scope = "admin");
+
+public sealed record TokenCreateResult(string Name, string Scope, string Token);
+
+public sealed record TokenNameArgs(string Name);
+
+public sealed record TokenSummary(string Name, string Scope, DateTime CreatedUtc);

@@ -13,14 +13,21 @@ public sealed record Outcome(Response Response, Func<Stream, LineReader, Cancell
 /// The daemon's control API: each command validated and carried out through the toolstack. Every
 /// mutating command is logged with who asked.
 /// </summary>
-public sealed class ControlApi(Toolstack.Toolstack toolstack, Action<string> audit)
+public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens, Action<string> audit)
 {
-    private static readonly HashSet<string> Mutating = ["create", "destroy", "shutdown", "reboot", "pause", "unpause", "rename", "dmesg-clear"];
+    /// <summary>Commands that change something: audited, and refused to read-only tokens.</summary>
+    public static readonly IReadOnlySet<string> Mutating = new HashSet<string>
+        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke" };
+
+    /// <summary>Commands only root on the unix socket may use: token management.</summary>
+    public static readonly IReadOnlySet<string> LocalOnly = new HashSet<string> { "token-create", "token-list", "token-revoke" };
 
     public async Task<Outcome> HandleAsync(Request request, Caller caller, CancellationToken cancel)
     {
         string command = request.Command ?? "";
-        if (Mutating.Contains(command)) audit($"{caller}: {command} {request.Args?.GetRawText()}");
+        if (LocalOnly.Contains(command) && caller.Transport != "unix")
+            return new Outcome(Response.Failure($"'{command}' is only available on xld's unix socket"));
+        if (Mutating.Contains(command) && command != "token-create") audit($"{caller}: {command} {request.Args?.GetRawText()}");
         try
         {
             return command switch
@@ -36,6 +43,9 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, Action<string> aud
                 "shutdown" => await Shutdown(Args<ShutdownArgs>(request), cancel),
                 "dmesg" => Dmesg(Args<DmesgArgs>(request)),
                 "console" => Console(Args<DomainArgs>(request)),
+                "token-create" => Ok(CreateToken(Args<TokenCreateArgs>(request), caller)),
+                "token-list" => Ok(tokens.List().Select(t => new TokenSummary(t.Name, t.Scope.ToString().ToLowerInvariant(), t.CreatedUtc)).ToArray()),
+                "token-revoke" => RevokeToken(Args<TokenNameArgs>(request)),
                 _ => new Outcome(Response.Failure($"unknown command '{command}'")),
             };
         }
@@ -61,6 +71,25 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, Action<string> aud
         var (plan, warnings) = ConfigLoader.Load(args.ConfigText, args.ConfigPath, args.Overrides, args.WorkingDirectory);
         var domain = toolstack.Create(plan, args.Paused);
         return new CreateResult(domain.Id, domain.Name, warnings);
+    }
+
+    private TokenCreateResult CreateToken(TokenCreateArgs args, Caller caller)
+    {
+        var scope = args.Scope switch
+        {
+            "admin" => TokenScope.Admin,
+            "read" => TokenScope.Read,
+            _ => throw new ArgumentException($"token scope '{args.Scope}': expected admin or read"),
+        };
+        var token = tokens.Create(args.Name, scope);
+        audit($"{caller}: token-create {args.Name} ({args.Scope})");
+        return new TokenCreateResult(args.Name, args.Scope, token);
+    }
+
+    private Outcome RevokeToken(TokenNameArgs args)
+    {
+        tokens.Revoke(args.Name);
+        return new Outcome(Response.Success());
     }
 
     private Outcome Rename(RenameArgs args)
