@@ -13,6 +13,15 @@ internal sealed class PvGuestHarness : IDisposable
     public PvDomainParts Parts { get; }
     private readonly ManualResetEventSlim _shutdown = new();
 
+    /// <summary>Runs a kernel image file (ELF or bzImage).</summary>
+    public PvGuestHarness(byte[] kernel, int vcpus, ulong memMiB, string cmdline)
+    {
+        Hypervisor = new XenHypervisor(new XenSharp.Emu.EmuAccelerator(), new HostMemory(8UL << 30, 0));
+        Hypervisor.DomainShutdown += d => _shutdown.Set();
+        Domain = Hypervisor.CreateDomain(new DomainCreateSpec("pvtest", DomainType.Pv, memMiB << 20, memMiB << 20, vcpus, vcpus));
+        Parts = PvDomainSetup.Compose(Domain, vcpus, kernel, cmdline);
+    }
+
     public PvGuestHarness(Action<Assembler> code, int vcpus = 1, ulong memMiB = 64, string cmdline = "")
     {
         var elf = TestElf.Linux();
