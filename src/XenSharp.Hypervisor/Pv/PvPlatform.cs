@@ -147,6 +147,8 @@ public sealed partial class PvPlatform : IDomainPlatform
                 }
                 return DoHypercall(vcpu, st, ctx);
             }
+            case PvLayout.DbApplyDone:
+                return ContinueCommands(vcpu, st);
             case PvLayout.DbResumeRefused:
             {
                 // The guest itself executed int 0xfe: the int frame is on the ring-0 stack.
@@ -294,12 +296,43 @@ public sealed partial class PvPlatform : IDomainPlatform
 
     private Timer? _retry;
 
-    /// <summary>Returns to <paramref name="ctx"/> through the resume stub: queued commands, then five registers and iretq from the command page.</summary>
+    /// <summary>
+    /// Returns to <paramref name="ctx"/> through the resume stub: queued commands, then five registers and iretq from the
+    /// command page. A list longer than one page runs in chunks, each ending with a doorbell that refills the page.
+    /// </summary>
     public void Resume(VirtualCpu vcpu, PvVcpuState st, in GuestContext ctx)
     {
         var cmds = st.Commands;
-        if (cmds.Count > CommandPage.Capacity)
-            throw new PvCrashException($"{cmds.Count} queued page-table commands exceed the command page ({CommandPage.Capacity})");
+        int capacity = CommandPage.Capacity - 1;
+        if (cmds.Count > capacity)
+        {
+            st.CommandOverflow = cmds.GetRange(capacity, cmds.Count - capacity);
+            st.OverflowContext = ctx;
+            cmds.RemoveRange(capacity, cmds.Count - capacity);
+            cmds.Add((CommandPage.OpMore, 0, 0));
+        }
+        WriteCommandPage(vcpu, st, ctx);
+        var regs = ctx.Regs;
+        regs.Rflags = X86.RflagsReserved1;
+        if (st.AtRing0)
+        {
+            regs.Rip = Area.Stubs.Resume;
+            regs.Rsp = HypervisorArea.StackTopVa(vcpu.Id);
+        }
+        else
+        {
+            regs.Rip = Area.Stubs.EnterRing0;
+        }
+        vcpu.Cpu.SetRegisters(regs);
+        cmds.Clear();
+        st.CurrentCs = ctx.Cs;
+        st.CurrentSs = ctx.Ss;
+        st.AtRing0 = false;
+    }
+
+    private void WriteCommandPage(VirtualCpu vcpu, PvVcpuState st, in GuestContext ctx)
+    {
+        var cmds = st.Commands;
         var m = Area.Memory;
         ulong p = Area.CommandPageOffset(vcpu.Id);
         m.WriteUInt64(p + CommandPage.Count, (ulong)cmds.Count);
@@ -321,22 +354,18 @@ public sealed partial class PvPlatform : IDomainPlatform
         m.WriteUInt64(p + CommandPage.Frame + 24, ctx.Regs.Rsp);
         m.WriteUInt64(p + CommandPage.Frame + 32, ctx.Ss);
         Volatile.Write(ref m.Int64At(p + CommandPage.Armed), 1);
-        var regs = ctx.Regs;
-        regs.Rflags = X86.RflagsReserved1;
-        if (st.AtRing0)
-        {
-            regs.Rip = Area.Stubs.Resume;
-            regs.Rsp = HypervisorArea.StackTopVa(vcpu.Id);
-        }
-        else
-        {
-            regs.Rip = Area.Stubs.EnterRing0;
-        }
-        vcpu.Cpu.SetRegisters(regs);
-        cmds.Clear();
-        st.CurrentCs = ctx.Cs;
-        st.CurrentSs = ctx.Ss;
-        st.AtRing0 = false;
+    }
+
+    /// <summary>The resume stub finished a chunk of a long command list (it is at ring 0): load the next chunk.</summary>
+    private ExitAction ContinueCommands(VirtualCpu vcpu, PvVcpuState st)
+    {
+        var rest = st.CommandOverflow ?? throw new PvCrashException("command-list continuation without pending commands");
+        st.CommandOverflow = null;
+        st.Commands.Clear();
+        st.Commands.AddRange(rest);
+        st.AtRing0 = true;
+        Resume(vcpu, st, st.OverflowContext);
+        return ExitAction.Continue;
     }
 
     public bool HasPendingWork(VirtualCpu vcpu) => State(vcpu.Id).HasPendingWork;

@@ -227,3 +227,38 @@ public sealed class PvGuestUserModeTests(ITestOutputHelper output)
         Assert.True(h.Platform.Mmu.IsPinned(1));
     }
 }
+
+public sealed class PvGuestCommandListTests(ITestOutputHelper output)
+{
+    /// <summary>400 INVLPG_LOCAL ops in one mmuext_op: more commands than one command page holds, run in chunks.</summary>
+    [Fact]
+    public void LongCommandListsRunInChunks()
+    {
+        using var h = new PvGuestHarness(a =>
+        {
+            var ok = a.CreateLabel(); var start = a.CreateLabel(); var fill = a.CreateLabel(); var fail = a.CreateLabel();
+            a.jmp(start);
+            a.Label(ref ok); a.db(System.Text.Encoding.ASCII.GetBytes("chunks ok\n"));
+            a.Label(ref start);
+            a.mov(rbx, unchecked((long)0xffff_ffff_8000_0000UL)); // padding frames at virt_base: scratch space
+            a.mov(rdi, rbx);
+            a.mov(ecx, 400);
+            a.Label(ref fill);
+            a.mov(__qword_ptr[rdi], 7);                 // MMUEXT_INVLPG_LOCAL
+            a.mov(__qword_ptr[rdi + 8], rbx);
+            a.mov(__qword_ptr[rdi + 16], 0);
+            a.add(rdi, 24); a.dec(ecx); a.jnz(fill);
+            a.mov(rdi, rbx); a.mov(esi, 400); a.xor(edx, edx); a.mov(r10d, 0x7ff0);
+            a.Hypercall(26);
+            a.test(rax, rax); a.jne(fail);
+            a.Print(ok, 10);
+            a.Label(ref fail);
+            a.Shutdown(0);
+        });
+        bool done = h.Run(TimeSpan.FromSeconds(30));
+        output.WriteLine(h.Log);
+        output.WriteLine($"exits {h.Domain.Vcpus[0].ExitCount}");
+        Assert.True(done);
+        Assert.Contains("(d1) chunks ok", h.Log);
+    }
+}

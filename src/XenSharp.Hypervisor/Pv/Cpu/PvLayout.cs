@@ -48,7 +48,7 @@ public static class PvLayout
     public const ulong DbSyscall32 = 0x808;
     public const ulong DbSysenter = 0x810;
     public const ulong DbResumeRefused = 0x818; // int 0xfe without an armed command page
-    public const ulong DbApplyDone = 0x820;     // reserved
+    public const ulong DbApplyDone = 0x820;     // the resume stub finished one page of a longer command list
 
     /// <summary>Software interrupt vector (DPL3 gate) that takes a CPL3-entered stub to ring 0 for the resume path.</summary>
     public const int ResumeVector = 0xfe;

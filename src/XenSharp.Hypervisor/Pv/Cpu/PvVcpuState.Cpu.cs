@@ -66,4 +66,8 @@ public sealed partial class PvVcpuState
 
     /// <summary>Special registers, MSRs and CPUID have been loaded into the accelerator's vCPU.</summary>
     public bool CpuLoaded;
+
+    /// <summary>Commands beyond one command page, and the context to return to once they have all run.</summary>
+    internal List<(ulong Op, ulong A, ulong B)>? CommandOverflow;
+    internal GuestContext OverflowContext;
 }
