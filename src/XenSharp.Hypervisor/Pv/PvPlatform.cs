@@ -55,6 +55,11 @@ public sealed partial class PvPlatform : IDomainPlatform
     /// <summary>Exits per hypercall number (doorbell exits that were hypercalls), for measurements.</summary>
     public long[] HypercallCounts { get; } = new long[64];
 
+    /// <summary>Exception exits per vector, and the guest rip of the last one (diagnostics).</summary>
+    public long[] ExceptionCounts { get; } = new long[256];
+    public ulong LastExceptionRip { get; private set; }
+    public ulong LastExceptionCr2 { get; private set; }
+
     public PvPlatform(Domain domain, PvDomainState services, HypervisorArea area, PvMmu mmu)
     {
         _domain = domain;
@@ -188,6 +193,9 @@ public sealed partial class PvPlatform : IDomainPlatform
             throw new PvCrashException($"exception {vector} (err 0x{err:x}) inside the hypervisor area at rip 0x{ctx.Regs.Rip:x}, cr2 0x{cr2:x}");
         st.CurrentCs = ctx.Cs;
         st.CurrentSs = ctx.Ss;
+        Interlocked.Increment(ref ExceptionCounts[vector]);
+        LastExceptionRip = ctx.Regs.Rip;
+        LastExceptionCr2 = cr2;
         switch (vector)
         {
             case X86.VectorPf:

@@ -51,3 +51,43 @@ public sealed class PvTestKernelTests(ITestOutputHelper output)
         Assert.Equal(ShutdownReason.Reboot, h.Domain.ShutdownReason);
     }
 }
+
+/// <summary>Debian's cloud kernel as a PV domU on the emulator: how far it gets (set XENSHARP_LINUX_PROBE=1 to run).</summary>
+public sealed class DebianKernelProbe(ITestOutputHelper output)
+{
+    [Fact]
+    public void BootDebianCloudKernel()
+    {
+        if (Environment.GetEnvironmentVariable("XENSHARP_LINUX_PROBE") != "1") return;
+        string path = Environment.GetEnvironmentVariable("XENSHARP_LINUX_IMAGE") ?? "/work/wt-pvbuild/.cache/guest-images/vmlinuz-cloud";
+        if (!File.Exists(path)) return;
+        using var h = new PvGuestHarness(File.ReadAllBytes(path), vcpus: 1, memMiB: 256, cmdline: "console=hvc0 earlyprintk=xen loglevel=8");
+        var sw = Stopwatch.StartNew();
+        bool done = h.Run(TimeSpan.FromSeconds(int.Parse(Environment.GetEnvironmentVariable("XENSHARP_LINUX_SECONDS") ?? "60")));
+        output.WriteLine($"done={done} after {sw.ElapsedMilliseconds} ms, exits {h.Domain.Vcpus[0].ExitCount}, reason {h.Domain.ShutdownReason} {h.Domain.CrashDetail}");
+        var counts = h.Platform.HypercallCounts;
+        output.WriteLine("hypercalls: " + string.Join(", ", Enumerable.Range(0, counts.Length).Where(i => counts[i] > 0).Select(i => $"{i}:{counts[i]}")));
+        var ex = h.Platform.ExceptionCounts;
+        output.WriteLine("exceptions: " + string.Join(", ", Enumerable.Range(0, 256).Where(i => ex[i] > 0).Select(i => $"{i}:{ex[i]}")) + $" last rip 0x{h.Platform.LastExceptionRip:x} cr2 0x{h.Platform.LastExceptionCr2:x}");
+        var regs = h.Domain.Vcpus[0].Cpu.GetRegisters();
+        output.WriteLine($"rip now 0x{regs.Rip:x}");
+        ulong lr = h.Platform.LastExceptionRip;
+        if (lr >= 0xffffffff80000000UL)
+        {
+            var b = h.Domain.Memory.Span(lr - 0xffffffff80000000UL, 16).ToArray();
+            var dec = Iced.Intel.Decoder.Create(64, new Iced.Intel.ByteArrayCodeReader(b), lr);
+            dec.Decode(out var ins);
+            output.WriteLine($"last exception at {ins} ({Convert.ToHexString(b)}) rcx=0x{regs.Rcx:x}");
+        }
+        if (regs.Rip >= 0xffffffff80000000UL)
+        {
+            ulong from = regs.Rip - 48;
+            var b = h.Domain.Memory.Span(from - 0xffffffff80000000UL, 96).ToArray();
+            var dec = Iced.Intel.Decoder.Create(64, new Iced.Intel.ByteArrayCodeReader(b), from);
+            while (dec.IP < from + 96) { dec.Decode(out var ins); output.WriteLine($"  {ins.IP:x}: {ins}"); }
+            output.WriteLine($"regs rax={regs.Rax:x} rbx={regs.Rbx:x} rcx={regs.Rcx:x} rdx={regs.Rdx:x} rsi={regs.Rsi:x} rdi={regs.Rdi:x} r8={regs.R8:x}");
+        }
+        output.WriteLine(h.Log);
+        output.WriteLine("console ring: " + h.Console);
+    }
+}
