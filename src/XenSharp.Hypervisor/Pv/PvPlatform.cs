@@ -274,6 +274,12 @@ public sealed partial class PvPlatform : IDomainPlatform
             if (st.TakeInitialContext(out var vgc)) LoadInitialContext(vcpu, st, vgc);
             var mem = st.HypercallContext?.Memory ?? new PvGuestMemory(Walker, st);
             st.OnBeforeEntry(mem);
+            bool flush = st.RemoteFlushPending;
+            if (flush)
+            {
+                st.RemoteFlushPending = false;
+                st.Commands.Add((CommandPage.OpFlushAll, 0, 0));
+            }
             if (st.PendingResume is GuestContext pending)
             {
                 st.PendingResume = null;
@@ -282,12 +288,13 @@ public sealed partial class PvPlatform : IDomainPlatform
                 Resume(vcpu, st, ctx);
                 return;
             }
-            if (!PvTraps.EventDeliverable(st)) return;
+            if (!PvTraps.EventDeliverable(st) && !flush) return;
             var regs = vcpu.Cpu.GetRegisters();
             if (regs.Rip >= PvLayout.HvBase && regs.Rip < PvLayout.HvBase + (1UL << 39))
             {
+                if (flush) { st.Commands.Clear(); st.RemoteFlushPending = true; }
                 // Inside a stub on its way back to the guest: try again shortly.
-                _retry ??= new Timer(_ => { foreach (var v in _domain.Vcpus) if (PvTraps.EventDeliverable(State(v.Id))) v.Kick(); });
+                _retry ??= new Timer(_ => { foreach (var v in _domain.Vcpus) { var s = State(v.Id); if (PvTraps.EventDeliverable(s) || s.RemoteFlushPending) v.Kick(); } });
                 _retry.Change(1, Timeout.Infinite);
                 return;
             }
@@ -374,6 +381,17 @@ public sealed partial class PvPlatform : IDomainPlatform
         st.AtRing0 = true;
         Resume(vcpu, st, st.OverflowContext);
         return ExitAction.Continue;
+    }
+
+    /// <summary>Flushes the TLBs of the domain's other vCPUs at their next entry (kicking them out of the guest).</summary>
+    internal void FlushOtherVcpus(VirtualCpu self)
+    {
+        foreach (var v in _domain.Vcpus)
+        {
+            if (v == self || !v.Online) continue;
+            State(v.Id).RemoteFlushPending = true;
+            v.Cpu.Kick();
+        }
     }
 
     public bool HasPendingWork(VirtualCpu vcpu) => State(vcpu.Id).HasPendingWork;

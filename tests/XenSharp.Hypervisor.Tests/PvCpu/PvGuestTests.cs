@@ -262,3 +262,30 @@ public sealed class PvGuestCommandListTests(ITestOutputHelper output)
         Assert.Contains("(d1) chunks ok", h.Log);
     }
 }
+
+public sealed class PvExitCostTests(ITestOutputHelper output)
+{
+    /// <summary>Exits per hypercall: a hypercall costs one exit (the syscall doorbell); its return, including queued page-table work, costs none.</summary>
+    [Fact]
+    public void OneExitPerHypercall()
+    {
+        const int n = 2000;
+        using var h = new PvGuestHarness(a =>
+        {
+            var loop = a.CreateLabel();
+            a.mov(r12d, n);
+            a.Label(ref loop);
+            a.xor(edi, edi);
+            a.Hypercall(17);                               // xen_version(0)
+            a.dec(r12d);
+            a.jnz(loop);
+            a.Shutdown(0);
+        });
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        Assert.True(h.Run(TimeSpan.FromSeconds(60)));
+        long exits = h.Domain.Vcpus[0].ExitCount;
+        output.WriteLine($"{n} hypercalls: {exits} exits, {sw.Elapsed.TotalMilliseconds * 1000 / n:F1} us per hypercall on emu (incl. boot)");
+        Assert.Equal(n, h.Platform.HypercallCounts[17]);
+        Assert.InRange(exits, n + 1, n + 10);
+    }
+}

@@ -24,9 +24,10 @@ public static class PvCpuid
                 return ((uint)Math.Min(a, 0xd), b, c, d);
             case 1:
                 // edx: hide PSE(3), MTRR(12), PGE(13), PSE36(17), DS(21), ACPI(22), HTT(28)? keep; ecx: hide MONITOR(3), VMX(5), SMX(6),
-                // EST(7), TM2(8), PCID(17), X2APIC(21), TSC_DEADLINE(24), XSAVE(26), OSXSAVE(27), AVX(28), F16C(29); set hypervisor(31).
+                // EST(7), TM2(8), PCID(17), X2APIC(21), TSC_DEADLINE(24), XSAVE(26), OSXSAVE(27), AVX(28), F16C(29), RDRAND(30: the
+                // software CPU has none); set hypervisor(31).
                 d &= ~((1u << 3) | (1u << 12) | (1u << 13) | (1u << 17) | (1u << 21) | (1u << 22) | (1u << 29));
-                c &= ~((1u << 3) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 8) | (1u << 12) | (1u << 17) | (1u << 21) | (1u << 24) | (1u << 26) | (1u << 27) | (1u << 28) | (1u << 29));
+                c &= ~((1u << 3) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 8) | (1u << 12) | (1u << 17) | (1u << 21) | (1u << 24) | (1u << 26) | (1u << 27) | (1u << 28) | (1u << 29) | (1u << 30));
                 c |= 1u << 31;
                 return (a, b, c, d);
             case 5: case 6:

@@ -130,6 +130,8 @@ public sealed partial class PvPlatform
             case Uvmf.TlbFlush: w.FlushAll(); break;
             case Uvmf.Invlpg: w.Invlpg(va); break;
         }
+        // UVMF_ALL, or a vCPU-mask pointer (UVMF_MULTI): the other vCPUs flush at their next entry.
+        if ((flags & Uvmf.FlushTypeMask) != 0 && (flags & ~Uvmf.FlushTypeMask) != 0) FlushOtherVcpus(c.Vcpu);
         return 0;
     }
 
@@ -189,14 +191,20 @@ public sealed partial class PvPlatform
                 return 0;
             }
             case MmuExt.TlbFlushLocal:
+                w.FlushAll();
+                return 0;
             case MmuExt.TlbFlushMulti:
             case MmuExt.TlbFlushAll:
                 w.FlushAll();
+                FlushOtherVcpus(c.Vcpu);
                 return 0;
             case MmuExt.InvlpgLocal:
+                w.Invlpg(arg1);
+                return 0;
             case MmuExt.InvlpgMulti:
             case MmuExt.InvlpgAll:
                 w.Invlpg(arg1);
+                FlushOtherVcpus(c.Vcpu);
                 return 0;
             case MmuExt.FlushCache:
             case MmuExt.FlushCacheGlobal:

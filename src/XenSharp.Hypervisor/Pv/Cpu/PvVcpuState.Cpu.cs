@@ -70,4 +70,7 @@ public sealed partial class PvVcpuState
     /// <summary>Commands beyond one command page, and the context to return to once they have all run.</summary>
     internal List<(ulong Op, ulong A, ulong B)>? CommandOverflow;
     internal GuestContext OverflowContext;
+
+    /// <summary>Another vCPU asked for a TLB flush on this one (TLB_FLUSH_ALL/MULTI, INVLPG_MULTI, UVMF_ALL).</summary>
+    public volatile bool RemoteFlushPending;
 }
