@@ -41,6 +41,18 @@ public sealed class PvConsoleBackend : IDisposable
     /// <summary>Moves bytes both ways and notifies the guest if anything moved. Called on guest send, on SCHEDOP_yield and on input.</summary>
     public void Service()
     {
+        try
+        {
+            ServiceCore();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The domain is being destroyed.
+        }
+    }
+
+    private void ServiceCore()
+    {
         bool notify = false;
         lock (_lock)
         {

@@ -100,7 +100,17 @@ public sealed class PvTimers : IDisposable
         while (true)
         {
             ulong now = _d.Clock.SystemTimeNs();
-            foreach (var v in _d.AllVcpus) RunExpired(v, now);
+            try
+            {
+                foreach (var v in _d.AllVcpus) RunExpired(v, now);
+            }
+            catch (Exception e)
+            {
+                // Never let a timer take the host process down: the domain is going away or something is badly wrong with it.
+                lock (Lock) if (_stop) return;
+                _d.LogOnce("timer-thread-failure", $"timer delivery failed: {e.GetType().Name}: {e.Message}");
+                Thread.Sleep(10);
+            }
             lock (Lock)
             {
                 if (_stop) return;
