@@ -166,7 +166,8 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_shutdown) return new VcpuExit(ExitReason.Shutdown, Detail: "triple fault");
         _runId++;
-        if (_kick != 0) { _kick = 0; CancelPendingIo(); return new VcpuExit(ExitReason.Interrupted); }
+        // A kick before a pending IN/OUT/MMIO completion keeps the completion for the Run after.
+        if (_kick != 0) { _kick = 0; return new VcpuExit(ExitReason.Interrupted); }
         CheckMapVersion();
         if (_flushRequest != 0) ApplyFlushRequests();
         CompletePendingIo();
@@ -201,16 +202,12 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         }
     }
 
-    private void CancelPendingIo()
-    {
-        // A kick before the IN/OUT completed keeps the completion for the Run after.
-    }
-
     private void CompletePendingIo()
     {
         if (!_ioPending) return;
         _ioPending = false;
-        if (_rip != _ioRip) return; // the VMM moved RIP: like KVM, do not complete
+        if (_rip != _ioRip) { _ioStringKind = 0; return; } // the VMM moved RIP: like KVM, do not complete
+        if (_ioStringKind != 0) { CompleteStringIo(); return; }
         if (_ioIsIn)
         {
             ulong v = _completedValue;
@@ -222,7 +219,6 @@ public sealed unsafe partial class EmuVcpu : IVcpu
             }
         }
         _rip = _ioNext;
-        _retired++;
     }
 
     private void CheckMapVersion()

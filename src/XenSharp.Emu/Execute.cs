@@ -480,6 +480,9 @@ public sealed unsafe partial class EmuVcpu
                 _completedValue = ulong.MaxValue;
                 return; // RIP stays on the instruction until the next Run completes it, as KVM does
             }
+            case Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
+                StringIo(ref i, m, next);
+                return;
             case Mnemonic.Int3:
                 SoftwareInterrupt(3, next, true);
                 return;
@@ -588,7 +591,7 @@ public sealed unsafe partial class EmuVcpu
                 SetGpr(0, 1, ReadMem(_r[3] + (byte)_r[0] + SegBase(i.MemorySegment), 1));
                 break;
             default:
-                if (!ExecuteFpuState(ref i, m)) { Unimplemented(ref i); return; }
+                if (!ExecuteFpuState(ref i, m) && !ExecuteBmi(ref i, m)) { Unimplemented(ref i); return; }
                 break;
         }
         _rip = next;

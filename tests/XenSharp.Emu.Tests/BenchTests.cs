@@ -26,7 +26,7 @@ public sealed partial class BenchTests(ITestOutputHelper output)
     public void Ring3_tight_loop_instructions_per_second()
     {
         using var m = new TestMachine();
-        const int iterations = 20_000_000;
+        const int iterations = 10_000_000;
         // 5 instructions per iteration: add, xor, mov, dec, jnz.
         m.Assemble(TestMachine.UserCode, a =>
         {

@@ -8,11 +8,16 @@ namespace XenSharp.Emu.Tests;
 /// <summary>A freestanding C program built with gcc runs in the emulator and prints what the same source prints natively.</summary>
 public sealed class CProgramTests(ITestOutputHelper output)
 {
-    private const string Flags = "-O2 -ffreestanding -nostdlib -mgeneral-regs-only -mno-red-zone -fno-pic -static -fno-stack-protector "
+    private const string Flags = "-ffreestanding -nostdlib -mgeneral-regs-only -mno-red-zone -fno-pic -static -fno-stack-protector "
         + "-fcf-protection=none -fno-asynchronous-unwind-tables -mpopcnt";
 
-    [SkippableFact]
-    public void Gcc_compiled_program_matches_native_output()
+    [SkippableTheory]
+    [InlineData("-O2")]
+    [InlineData("-O1")]
+    [InlineData("-O3 -funroll-loops")]
+    [InlineData("-Os")]
+    [InlineData("-O2 -march=haswell")] // BMI1/BMI2/MOVBE/LZCNT forms
+    public void Gcc_compiled_program_matches_native_output(string optimization)
     {
         Skip.If(Native.Which("gcc") is null || Native.Which("objcopy") is null || Native.Which("nm") is null,
             "gcc/objcopy/nm (binutils) are not installed: cannot build the C test guest");
@@ -22,7 +27,7 @@ public sealed class CProgramTests(ITestOutputHelper output)
         {
             const ulong load = 0x200000;
             string elf = Path.Combine(dir, "prog.elf"), bin = Path.Combine(dir, "prog.bin"), host = Path.Combine(dir, "host");
-            Native.Run("gcc", $"{Flags} -Wl,-Ttext=0x{load:x} -Wl,--build-id=none -Wl,-e,_start -o {elf} {src}");
+            Native.Run("gcc", $"{optimization} {Flags} -Wl,-Ttext=0x{load:x} -Wl,--build-id=none -Wl,-e,_start -o {elf} {src}");
             Native.Run("objcopy", $"-O binary -j .text -j .rodata -j .data {elf} {bin}");
             ulong entry = Convert.ToUInt64(Native.Run("nm", elf).Split('\n').Select(l => l.Split(' ')).First(p => p.Length == 3 && p[2] == "_start")[0], 16);
             Native.Run("gcc", $"-O2 -DHOSTED -o {host} {src}");

@@ -192,6 +192,36 @@ public sealed class InstructionTests
     }
 
     [Fact]
+    public void Bmi_adx_and_movbe()
+    {
+        using var m = new TestMachine();
+        m.Memory.WriteUInt32(D, 0x11223344);
+        var r = RunToHalt(m, a =>
+        {
+            a.mov(rax, 0xf0f0); a.mov(rbx, 0xff00);
+            a.andn(rcx, rax, rbx);            // ~0xf0f0 & 0xff00 = 0x0f00
+            a.blsr(rdx, rbx);                 // 0xfe00
+            a.mov(esi, 40); a.bzhi(rdi, rbx, rsi); // 0xff00
+            a.mov(esi, 12); a.bzhi(r8, rbx, rsi);  // 0x0f00
+            a.mov(r9, 0b1011); a.mov(r10, 0xf0); a.pdep(r11, r9, r10);  // 0xb0
+            a.pext(r12, r10, r10);            // 0xf
+            a.mov(rdx, ulong.MaxValue); a.mov(r13, 2); a.mulx(r14, r15, r13); // hi 1, lo -2
+            a.movbe(eax, __dword_ptr[D]);
+            a.mov(ebp, 0xffffffff); a.stc(); a.adcx(ebp, eax); // 0x44332211 + 0xffffffff + 1
+            a.hlt();
+        });
+        Assert.Equal(0x0f00UL, r.Rcx);
+        Assert.Equal(0xff00UL, r.Rdi);
+        Assert.Equal(0x0f00UL, r.R8);
+        Assert.Equal(0xb0UL, r.R11);
+        Assert.Equal(0xfUL, r.R12);
+        Assert.Equal((1UL, ulong.MaxValue - 1), (r.R14, r.R15));
+        Assert.Equal(0x44332211UL, r.Rax);
+        Assert.Equal(0x44332211UL, r.Rbp);
+        Assert.Equal(1UL, r.Rflags & 1);
+    }
+
+    [Fact]
     public void Lock_prefix_on_a_register_or_mov_is_ud()
     {
         using var m = new TestMachine();
