@@ -14,6 +14,7 @@ public sealed class XldFixture : IDisposable
 
     public string Directory { get; }
     public string SocketPath { get; }
+    public string XenstoredSocket { get; }
     public string LogDirectory => Path.Combine(Directory, "log");
 
     public XldFixture()
@@ -21,8 +22,11 @@ public sealed class XldFixture : IDisposable
         Directory = Path.Combine(Path.GetTempPath(), $"xensharp-it-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
         System.IO.Directory.CreateDirectory(Directory);
         SocketPath = Path.Combine(Directory, "xld.sock");
+        XenstoredSocket = Path.Combine(Directory, "xenstored.sock");
+        HttpPort = FreePort();
         var psi = Dotnet(Paths.Xld, "--socket", SocketPath, "--state-dir", Path.Combine(Directory, "state"),
-            "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5");
+            "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{HttpPort}",
+            "--xenstored-socket", XenstoredSocket);
         psi.RedirectStandardError = true;
         psi.RedirectStandardOutput = true;
         _xld = Process.Start(psi)!;
@@ -37,6 +41,19 @@ public sealed class XldFixture : IDisposable
             if (DateTime.UtcNow > deadline) throw new TimeoutException($"xld did not create {SocketPath}: {XldOutput}");
             Thread.Sleep(20);
         }
+    }
+
+    /// <summary>Where xld serves its HTTP API (bearer tokens from <c>xl token-create</c>).</summary>
+    public int HttpPort { get; }
+    public Uri HttpBase => new($"http://127.0.0.1:{HttpPort}/api/v1/");
+
+    private static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
     }
 
     public string XldOutput { get { lock (_xldOutput) return _xldOutput.ToString(); } }
