@@ -11,7 +11,7 @@ namespace XenSharp.Toolstack;
 /// </summary>
 public static class PvDomainBuilder
 {
-    public static (Domain Domain, PvPlatform Platform) Build(XenHypervisor hypervisor, DomainPlan plan)
+    public static (Domain Domain, PvDomainParts Parts) Build(XenHypervisor hypervisor, DomainPlan plan)
     {
         byte[] kernel = HvmDomainBuilder.ReadImage(plan.Kernel, "kernel");
         byte[] initrd = plan.Ramdisk is { } rd ? HvmDomainBuilder.ReadImage(rd, "ramdisk") : [];
@@ -19,7 +19,7 @@ public static class PvDomainBuilder
         try
         {
             var parts = PvDomainSetup.Compose(domain, plan.Vcpus, kernel, plan.Cmdline ?? "", initrd);
-            return (domain, parts.Platform);
+            return (domain, parts);
         }
         catch (PvBuildException e)
         {
