@@ -46,9 +46,18 @@ public sealed class Toolstack : IDisposable
         hypervisor.DomainDestroyed += OnDomainDestroyed;
     }
 
+    /// <summary>Receives the time each phase of <see cref="Create"/> took (for benchmarks and the log).</summary>
+    public Action<string, TimeSpan>? PhaseTimer { get; set; }
+
     /// <summary>Builds and starts a domain; it runs unless <paramref name="paused"/>.</summary>
     public Domain Create(DomainPlan plan, bool paused)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        void Phase(string name)
+        {
+            PhaseTimer?.Invoke(name, clock.Elapsed);
+            clock.Restart();
+        }
         Domain domain;
         IDomainControl control;
         PvRings? rings = null;
@@ -70,19 +79,36 @@ public sealed class Toolstack : IDisposable
             default:
                 throw new ToolstackException($"type=\"{plan.Type.ToString().ToLowerInvariant()}\" domains cannot be built yet by this XenSharp version");
         }
+        Phase("build");
 
         ManagedDomain managed;
         try
         {
             ApplyScheduling(domain, plan);
+            Phase("scheduler");
             lock (_xsLock) DomainStoreLayout.Write(_xs, domain, plan, rings);
             if (pvParts is not null) ConnectStore(domain, pvParts);
+            Phase("xenstore");
             var logger = new ConsoleLogger(domain.Console, _options.ConsoleLogDirectory, plan.Name);
             managed = new ManagedDomain(domain, plan, control, logger);
             _managed[domain.Id] = managed;
-            AtomicFile.WriteAllText(Path.Combine(_options.DomainConfigDirectory, $"{plan.Uuid}.cfg"), plan.ConfigText);
+            Phase("console");
             Hypervisor.Start(domain);
             if (!paused) domain.Unpause();
+            Phase("start");
+            // Off the create path: the fsyncs cost milliseconds, and the record matters only while the domain lives
+            // (its vCPUs are threads of this process, so a crash of ours ends it too).
+            _ = Task.Run(() =>
+            {
+                try
+                {
+                    AtomicFile.WriteAllText(Path.Combine(_options.DomainConfigDirectory, $"{plan.Uuid}.cfg"), plan.ConfigText);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    Hypervisor.Log.Write($"d{domain.Id}: cannot record its config: {e.Message}");
+                }
+            });
         }
         catch
         {
