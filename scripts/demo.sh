@@ -39,6 +39,10 @@ bin/xl create examples/hvm-hello.cfg 'name="hvm-2"' 'memory=32'
 wait_console hvm-1 ready
 wait_console hvm-2 ready
 
+say "xl create: the PV test kernel (a Xen PV guest written against Xen's public ABI), 2 vCPUs"
+bin/xl create examples/pv-test.cfg 'on_poweroff="preserve"'
+wait_console pv-test "PVTEST done"
+
 say "xl list"
 bin/xl list
 
@@ -48,6 +52,14 @@ console_pid=$!
 wait_console hvm-1 "fib(20)"
 kill "$console_pid" 2>/dev/null || true
 cat "$work/log/console/guest-hvm-1.log" | tr -d '\r'
+
+say "what the PV test kernel printed on its console ring"
+cat "$work/log/console/guest-pv-test.log"
+
+say "its xenstore nodes (xl xenstore-ls)"
+pv_id=$(bin/xl list pv-test | awk 'NR==2 {print $2}')
+bin/xl xenstore-ls "/local/domain/$pv_id" | head -n 20
+bin/xl destroy pv-test
 
 say "xl pause / unpause hvm-2"
 bin/xl pause hvm-2; bin/xl list hvm-2; bin/xl unpause hvm-2
