@@ -89,3 +89,24 @@ public sealed record HostInfo(
 public sealed record DmesgArgs(bool Clear = false);
 
 public sealed record DmesgResult(IReadOnlyList<string> Lines);
+
+public sealed record TokenCreateArgs(string Name, string Scope = "admin");
+
+public sealed record TokenCreateResult(string Name, string Scope, string Token);
+
+public sealed record TokenNameArgs(string Name);
+
+public sealed record TokenSummary(string Name, string Scope, DateTime CreatedUtc);
+
+/// <summary><c>xl sched-credit</c>: with neither weight nor cap, it only reports.</summary>
+public sealed record SchedCreditArgs(string? Domain = null, int? Weight = null, int? Cap = null);
+
+public sealed record SchedCreditRow(string Name, uint Id, int Weight, int Cap);
+
+/// <summary><c>xl vcpu-pin dom vcpu cpus</c>: vcpu is a number or "all"; cpus in Xen's syntax ("all", "0-3,^1").</summary>
+public sealed record VcpuPinArgs(string Domain, string Vcpu, string Cpus);
+
+public sealed record VcpuListArgs(string? Domain = null);
+
+/// <summary>One row of <c>xl vcpu-list</c>.</summary>
+public sealed record VcpuRow(string Name, uint Id, int Vcpu, int Cpu, string State, double TimeSeconds, string Affinity);

@@ -23,6 +23,12 @@ public static class XlCommands
          dmesg               Read and/or clear dmesg buffer
          info                Get information about Xen host
          uptime              Print uptime for all/some domains
+         sched-credit        Get/set credit scheduler parameters
+         vcpu-list           List the VCPUs for all/some domains
+         vcpu-pin            Set which CPUs a VCPU can use
+         token-create        Create a bearer token for xld's HTTP API (printed once)
+         token-list          List the HTTP API tokens
+         token-revoke        Revoke an HTTP API token
         """;
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
@@ -52,6 +58,12 @@ public static class XlCommands
                 "rename" => await Rename(xld, a),
                 "dmesg" => await Dmesg(xld, a, stdout),
                 "uptime" => await Uptime(xld, a, stdout),
+                "sched-credit" => await SchedCredit(xld, a, stdout),
+                "vcpu-list" => await VcpuList(xld, a, stdout),
+                "vcpu-pin" => await VcpuPin(xld, a),
+                "token-create" => await TokenCreate(xld, a, stdout),
+                "token-list" => await TokenList(xld, stdout),
+                "token-revoke" => await Simple(xld, "token-revoke", a, "token-revoke <Name>", n => new TokenNameArgs(n)),
                 _ => throw new UsageException($"command '{verb}' not implemented\n\n{Usage}"),
             };
         }
@@ -156,11 +168,80 @@ public static class XlCommands
         return 0;
     }
 
-    private static async Task<int> Simple(XldClient xld, string command, string[] a, string usage)
+    private static async Task<int> Simple(XldClient xld, string command, string[] a, string usage, Func<string, object>? args = null)
     {
         var doms = a.Where(x => !x.StartsWith('-')).ToArray();
         if (doms.Length != 1) throw new UsageException($"Usage: xl {usage}");
-        await xld.CallCheckedAsync(command, new DomainArgs(doms[0]));
+        await xld.CallCheckedAsync(command, args is null ? new DomainArgs(doms[0]) : args(doms[0]));
+        return 0;
+    }
+
+    private static async Task<int> SchedCredit(XldClient xld, string[] a, TextWriter stdout)
+    {
+        string? dom = null;
+        int? weight = null, cap = null;
+        for (int i = 0; i < a.Length; i++)
+        {
+            string Value() => i + 1 < a.Length ? a[++i] : throw new UsageException($"xl sched-credit: {a[i]} needs a value");
+            int Number(string what) => int.TryParse(Value(), out int n) ? n : throw new UsageException($"xl sched-credit: {what} must be a whole number");
+            switch (a[i])
+            {
+                case "-d" or "--domain": dom = Value(); break;
+                case "-w" or "--weight": weight = Number("weight"); break;
+                case "-c" or "--cap": cap = Number("cap"); break;
+                default: throw new UsageException("Usage: xl sched-credit [-d <Domain> [-w <Weight>] [-c <Cap>]]");
+            }
+        }
+        var rows = await xld.CallAsync<SchedCreditRow[]>("sched-credit", new SchedCreditArgs(dom, weight, cap));
+        if (weight is not null || cap is not null) return 0;
+        stdout.WriteLine("Cpupool Pool-0: tslice=30ms ratelimit=1000us migr_delay=0us");
+        stdout.WriteLine("Name                                ID Weight  Cap");
+        foreach (var r in rows) stdout.WriteLine($"{r.Name,-32} {r.Id,5} {r.Weight,6} {r.Cap,4}");
+        return 0;
+    }
+
+    private static async Task<int> VcpuList(XldClient xld, string[] a, TextWriter stdout)
+    {
+        var doms = a.Where(x => !x.StartsWith('-')).ToArray();
+        var rows = new List<VcpuRow>();
+        if (doms.Length == 0) rows.AddRange(await xld.CallAsync<VcpuRow[]>("vcpu-list", new VcpuListArgs()));
+        foreach (var d in doms) rows.AddRange(await xld.CallAsync<VcpuRow[]>("vcpu-list", new VcpuListArgs(d)));
+        stdout.WriteLine("Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)");
+        foreach (var r in rows)
+            stdout.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0,-32} {1,5} {2,5} {3,5}   {4,-3} {5,9:F1}  {6} / all",
+                r.Name, r.Id, r.Vcpu, r.Cpu < 0 ? "-" : r.Cpu.ToString(), r.State, r.TimeSeconds, r.Affinity));
+        return 0;
+    }
+
+    private static async Task<int> VcpuPin(XldClient xld, string[] a)
+    {
+        var pos = a.Where(x => !x.StartsWith('-')).ToArray();
+        if (pos.Length < 3) throw new UsageException("Usage: xl vcpu-pin <Domain> <VCPU|all> <Hard affinity|-|all> [Soft affinity]");
+        await xld.CallCheckedAsync("vcpu-pin", new VcpuPinArgs(pos[0], pos[1], pos[2]));
+        return 0;
+    }
+
+    private static async Task<int> TokenCreate(XldClient xld, string[] a, TextWriter stdout)
+    {
+        string scope = "admin";
+        string? name = null;
+        for (int i = 0; i < a.Length; i++)
+        {
+            if (a[i] == "--scope" && i + 1 < a.Length) scope = a[++i];
+            else if (!a[i].StartsWith('-')) name = a[i];
+            else throw new UsageException("Usage: xl token-create <Name> [--scope admin|read]");
+        }
+        if (name is null) throw new UsageException("Usage: xl token-create <Name> [--scope admin|read]");
+        var r = await xld.CallAsync<TokenCreateResult>("token-create", new TokenCreateArgs(name, scope));
+        stdout.WriteLine(r.Token);
+        return 0;
+    }
+
+    private static async Task<int> TokenList(XldClient xld, TextWriter stdout)
+    {
+        stdout.WriteLine("Name                             Scope  Created (UTC)");
+        foreach (var t in await xld.CallAsync<TokenSummary[]>("token-list"))
+            stdout.WriteLine($"{t.Name,-32} {t.Scope,-6} {t.CreatedUtc:yyyy-MM-dd HH:mm:ss}");
         return 0;
     }
 

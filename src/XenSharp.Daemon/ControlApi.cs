@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using XenSharp.Api;
 using XenSharp.Hypervisor;
+using XenSharp.Hypervisor.Scheduling;
 using XenSharp.Toolstack;
 using XenSharp.Toolstack.Config;
 
@@ -13,14 +14,21 @@ public sealed record Outcome(Response Response, Func<Stream, LineReader, Cancell
 /// The daemon's control API: each command validated and carried out through the toolstack. Every
 /// mutating command is logged with who asked.
 /// </summary>
-public sealed class ControlApi(Toolstack.Toolstack toolstack, Action<string> audit)
+public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens, Action<string> audit)
 {
-    private static readonly HashSet<string> Mutating = ["create", "destroy", "shutdown", "reboot", "pause", "unpause", "rename", "dmesg-clear"];
+    /// <summary>Commands that change something: audited, and refused to read-only tokens.</summary>
+    public static readonly IReadOnlySet<string> Mutating = new HashSet<string>
+        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin" };
+
+    /// <summary>Commands only root on the unix socket may use: token management.</summary>
+    public static readonly IReadOnlySet<string> LocalOnly = new HashSet<string> { "token-create", "token-list", "token-revoke" };
 
     public async Task<Outcome> HandleAsync(Request request, Caller caller, CancellationToken cancel)
     {
         string command = request.Command ?? "";
-        if (Mutating.Contains(command)) audit($"{caller}: {command} {request.Args?.GetRawText()}");
+        if (LocalOnly.Contains(command) && caller.Transport != "unix")
+            return new Outcome(Response.Failure($"'{command}' is only available on xld's unix socket"));
+        if (Mutating.Contains(command) && command != "token-create") audit($"{caller}: {command} {request.Args?.GetRawText()}");
         try
         {
             return command switch
@@ -36,6 +44,12 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, Action<string> aud
                 "shutdown" => await Shutdown(Args<ShutdownArgs>(request), cancel),
                 "dmesg" => Dmesg(Args<DmesgArgs>(request)),
                 "console" => Console(Args<DomainArgs>(request)),
+                "sched-credit" => Ok(SchedCredit(request.ArgsAs<SchedCreditArgs>() ?? new SchedCreditArgs())),
+                "vcpu-pin" => VcpuPin(Args<VcpuPinArgs>(request)),
+                "vcpu-list" => Ok(VcpuList(request.ArgsAs<VcpuListArgs>() ?? new VcpuListArgs())),
+                "token-create" => Ok(CreateToken(Args<TokenCreateArgs>(request), caller)),
+                "token-list" => Ok(tokens.List().Select(t => new TokenSummary(t.Name, t.Scope.ToString().ToLowerInvariant(), t.CreatedUtc)).ToArray()),
+                "token-revoke" => RevokeToken(Args<TokenNameArgs>(request)),
                 _ => new Outcome(Response.Failure($"unknown command '{command}'")),
             };
         }
@@ -61,6 +75,58 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, Action<string> aud
         var (plan, warnings) = ConfigLoader.Load(args.ConfigText, args.ConfigPath, args.Overrides, args.WorkingDirectory);
         var domain = toolstack.Create(plan, args.Paused);
         return new CreateResult(domain.Id, domain.Name, warnings);
+    }
+
+    private SchedCreditRow[] SchedCredit(SchedCreditArgs args)
+    {
+        var scheduler = toolstack.Hypervisor.Scheduler;
+        var domains = args.Domain is null ? toolstack.Hypervisor.Domains : [toolstack.Resolve(args.Domain)];
+        if (args.Weight is not null || args.Cap is not null)
+        {
+            if (args.Domain is null) throw new ArgumentException("give a domain (-d) to change its weight or cap");
+            scheduler.Set(domains[0], args.Weight, args.Cap);
+        }
+        return domains.Select(d => scheduler.Get(d) is var p ? new SchedCreditRow(d.Name, d.Id, p.Weight, p.Cap) : null!).ToArray();
+    }
+
+    private Outcome VcpuPin(VcpuPinArgs args)
+    {
+        var domain = toolstack.Resolve(args.Domain);
+        var cpus = CpuAffinity.Parse(args.Cpus).Resolve(HostCpus.Count);
+        var vcpus = args.Vcpu == "all" ? domain.Vcpus
+            : int.TryParse(args.Vcpu, out int n) && n >= 0 && n < domain.Vcpus.Count ? [domain.Vcpus[n]]
+            : throw new ArgumentException($"vcpu '{args.Vcpu}': expected 'all' or a number below {domain.Vcpus.Count}");
+        foreach (var v in vcpus) toolstack.Hypervisor.Scheduler.Pin(v, cpus);
+        return new Outcome(Response.Success());
+    }
+
+    private VcpuRow[] VcpuList(VcpuListArgs args)
+    {
+        var domains = args.Domain is null ? toolstack.Hypervisor.Domains : [toolstack.Resolve(args.Domain)];
+        return domains.SelectMany(d => d.Vcpus.Select(v => new VcpuRow(d.Name, d.Id, v.Id,
+            v.HostThreadId == 0 ? -1 : HostCpus.LastCpu(v.HostThreadId),
+            v.RunState switch { VcpuRunState.Running => "r", VcpuRunState.Blocked => "b", VcpuRunState.Runnable => "-", _ => "p" } + (d.IsPaused ? "p" : "-") + "-",
+            v.CpuTime.TotalSeconds,
+            HostCpus.Format(v.HardAffinity ?? Enumerable.Range(0, HostCpus.Count).ToArray())))).ToArray();
+    }
+
+    private TokenCreateResult CreateToken(TokenCreateArgs args, Caller caller)
+    {
+        var scope = args.Scope switch
+        {
+            "admin" => TokenScope.Admin,
+            "read" => TokenScope.Read,
+            _ => throw new ArgumentException($"token scope '{args.Scope}': expected admin or read"),
+        };
+        var token = tokens.Create(args.Name, scope);
+        audit($"{caller}: token-create {args.Name} ({args.Scope})");
+        return new TokenCreateResult(args.Name, args.Scope, token);
+    }
+
+    private Outcome RevokeToken(TokenNameArgs args)
+    {
+        tokens.Revoke(args.Name);
+        return new Outcome(Response.Success());
     }
 
     private Outcome Rename(RenameArgs args)

@@ -8,7 +8,7 @@ namespace XenSharp.Daemon;
 /// <summary>Who is on the other end of a control connection, from the kernel (SO_PEERCRED), for the audit log.</summary>
 public sealed record Caller(int Pid, int Uid, string Transport)
 {
-    public override string ToString() => $"{Transport} pid {Pid} uid {Uid}";
+    public override string ToString() => Pid < 0 ? Transport : $"{Transport} pid {Pid} uid {Uid}";
 }
 
 /// <summary>

@@ -58,7 +58,8 @@ catch (Exception e) when (e is XenSharp.Accel.AcceleratorUnavailableException or
 hypervisor.Log.LineLogged += line => Log("(XEN) " + line);
 
 using var toolstack = new Toolstack(hypervisor, new ToolstackOptions(options.StateDirectory, options.LogDirectory));
-var api = new ControlApi(toolstack, m => Log("audit: " + m));
+var tokens = new TokenStore(options.StateDirectory);
+var api = new ControlApi(toolstack, tokens, m => Log("audit: " + m));
 ControlServer server;
 try
 {
@@ -70,6 +71,21 @@ catch (Exception e) when (e is InvalidOperationException or System.Net.Sockets.S
     return 1;
 }
 Log($"serving {options.SocketPath} (accelerator {hypervisor.Accelerator.Name})");
+HttpApi? http = null;
+if (options.HttpListen is not null)
+{
+    try
+    {
+        http = new HttpApi(options.HttpListen, options.TlsCert, options.TlsKey, api, tokens, Log);
+        await http.StartAsync();
+    }
+    catch (Exception e) when (e is ArgumentException or IOException or System.Security.Cryptography.CryptographicException)
+    {
+        Console.Error.WriteLine($"xld: cannot serve HTTP on {options.HttpListen}: {e.Message}");
+        await server.DisposeAsync();
+        return 1;
+    }
+}
 
 var stopping = new TaskCompletionSource();
 using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.TrySetResult(); });
@@ -78,6 +94,7 @@ await stopping.Task;
 
 Log("stopping: asking every domain to shut down");
 await server.DisposeAsync();
+if (http is not null) await http.DisposeAsync();
 await ShutdownAll(toolstack, TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds), Log);
 hypervisor.Dispose();
 Log("stopped");

@@ -6,12 +6,14 @@ namespace XenSharp.Toolstack;
 /// <summary>Writes state files so that a crash leaves either the old or the new contents, never a torn file.</summary>
 public static class AtomicFile
 {
-    public static void WriteAllText(string path, string contents)
+    public static void WriteAllText(string path, string contents, UnixFileMode? mode = null)
     {
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
         string temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Environment.CurrentManagedThreadId}.tmp");
-        using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
+        if (mode is { } m) options.UnixCreateMode = m;
+        using (var f = new FileStream(temp, options))
         {
             f.Write(Encoding.UTF8.GetBytes(contents));
             f.Flush(flushToDisk: true);

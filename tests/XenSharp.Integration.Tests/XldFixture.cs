@@ -21,8 +21,9 @@ public sealed class XldFixture : IDisposable
         Directory = Path.Combine(Path.GetTempPath(), $"xensharp-it-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
         System.IO.Directory.CreateDirectory(Directory);
         SocketPath = Path.Combine(Directory, "xld.sock");
+        HttpPort = FreePort();
         var psi = Dotnet(Paths.Xld, "--socket", SocketPath, "--state-dir", Path.Combine(Directory, "state"),
-            "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5");
+            "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{HttpPort}");
         psi.RedirectStandardError = true;
         psi.RedirectStandardOutput = true;
         _xld = Process.Start(psi)!;
@@ -37,6 +38,19 @@ public sealed class XldFixture : IDisposable
             if (DateTime.UtcNow > deadline) throw new TimeoutException($"xld did not create {SocketPath}: {XldOutput}");
             Thread.Sleep(20);
         }
+    }
+
+    /// <summary>Where xld serves its HTTP API (bearer tokens from <c>xl token-create</c>).</summary>
+    public int HttpPort { get; }
+    public Uri HttpBase => new($"http://127.0.0.1:{HttpPort}/api/v1/");
+
+    private static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
     }
 
     public string XldOutput { get { lock (_xldOutput) return _xldOutput.ToString(); } }
