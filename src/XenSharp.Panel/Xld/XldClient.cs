@@ -35,7 +35,8 @@ public sealed class XldClient(HttpClient http, Uri baseUri, string token)
     {
         using var req = new HttpRequestMessage(HttpMethod.Post, new Uri(baseUri, $"api/v1/{command}"))
         {
-            Content = JsonContent.Create(args ?? new { }, options: Json),
+            // Buffered, so the request carries a Content-Length rather than a chunked body.
+            Content = new StringContent(JsonSerializer.Serialize(args ?? new { }, Json), System.Text.Encoding.UTF8, "application/json"),
         };
         req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         HttpResponseMessage resp;
