@@ -198,7 +198,7 @@ public static class Pages
             var tpls = s.ListTemplates();
             if (plans.Count == 0 || tpls.Count == 0)
                 return Task.FromResult(Page(ctx, "New server", "<p>There are no plans or templates yet" + (u.IsAdmin ? ": <a href=\"/admin/plans\">add a plan</a> and <a href=\"/admin/templates\">a template</a>." : "; ask your provider.") + "</p>", u));
-            var inner = BackField(ctx) + Input("name", "Name (lower-case letters, digits, '-')", extra: "pattern=\"[a-z][a-z0-9-]{1,31}\"") +
+            var inner = BackField(ctx) + Input("name", "Name (lower-case letters, digits, '-')", extra: "pattern=\"[a-z][a-z0-9\\-]{1,31}\"") +
                         Select("planId", "Plan", plans.Select(p => (E(p.Id), $"{p.Name} — {Mib(p.MemoryMiB)}, {p.Vcpus} vCPU, {p.DiskGiB} GiB disk, {p.TrafficGiB} GiB traffic"))) +
                         Select("templateId", "Operating system", tpls.Select(t => (E(t.Id), $"{t.Name} ({t.Type})")));
             if (u.IsAdmin)
