@@ -19,6 +19,7 @@ public sealed class BearerHandler(IOptionsMonitor<AuthenticationSchemeOptions> o
     : AuthenticationHandler<AuthenticationSchemeOptions>(o, l, e)
 {
     public const string SchemeName = "Bearer";
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<long, long> LastTouched = new();
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
@@ -28,7 +29,13 @@ public sealed class BearerHandler(IOptionsMonitor<AuthenticationSchemeOptions> o
             || store.GetApiTokenSecret(id) is not { } t || !ApiTokens.Matches(secret, t.SecretHash)
             || store.GetUser(t.UserId) is not { Disabled: false } user)
             return Task.FromResult(AuthenticateResult.Fail("invalid token"));
-        store.TouchApiToken(id);
+        // last-used is informational: a write per request would cost more than the request, so once a minute will do.
+        var now = Environment.TickCount64;
+        if (now - LastTouched.GetValueOrDefault(id, long.MinValue / 2) > 60_000)
+        {
+            LastTouched[id] = now;
+            store.TouchApiToken(id);
+        }
         // An admin-scoped token of a user who is no longer admin gets no admin power: the role claim follows the user.
         var claims = new[] { new Claim(ClaimTypes.NameIdentifier, user.Id.ToString()), new Claim(ClaimTypes.Name, user.Username),
             new Claim(ClaimTypes.Role, user.Role), new Claim(PanelClaims.Scope, t.Scope) };

@@ -57,7 +57,7 @@ public static class Html
         }
         var sb = new StringBuilder(8192);
         sb.Append("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
-        sb.Append("<title>").Append(E(title)).Append(" · XenSharp Panel</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/css/site.css\"></head><body>");
+        sb.Append("<title>").Append(E(title)).Append(" · XenSharp Panel</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/lib/xterm/xterm.css\"><link rel=\"stylesheet\" href=\"/css/site.css\"></head><body>");
         sb.Append("<header class=\"top\"><a class=\"brand\" href=\"/\">XenSharp<span>Panel</span></a>");
         if (user is not null && !CurrentUser.EnrollPending(ctx))
         {

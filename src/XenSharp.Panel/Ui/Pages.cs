@@ -294,11 +294,11 @@ public static class Pages
         var sort = Store.VpsSortColumns.ContainsKey(q["sort"].ToString()) ? q["sort"].ToString() : "name";
         var desc = q["desc"] == "1";
         var page = Math.Max(1, int.TryParse(q["page"], out var p) ? p : 1);
-        const int pageSize = 50;
+        var pageSize = Math.Clamp(int.TryParse(q["size"], out var sz) ? sz : 50, 10, 500);
         var filter = q["q"].ToString();
         var (items, total) = s.PageVps(u, sort, desc, page, pageSize, filter);
         var pages = (int)Math.Max(1, (total + pageSize - 1) / pageSize);
-        string Link(int pg, string srt, bool d) => $"/vps?sort={srt}&desc={(d ? 1 : 0)}&page={pg}{(filter.Length > 0 ? "&q=" + Uri.EscapeDataString(filter) : "")}";
+        string Link(int pg, string srt, bool d) => $"/vps?sort={srt}&desc={(d ? 1 : 0)}&page={pg}&size={pageSize}{(filter.Length > 0 ? "&q=" + Uri.EscapeDataString(filter) : "")}";
         var sb = new System.Text.StringBuilder();
         sb.Append("<form method=\"get\" action=\"/vps\" class=\"search\"><input type=\"search\" name=\"q\" placeholder=\"Filter by name\" value=\"").Append(E(filter))
           .Append("\"><input type=\"hidden\" name=\"sort\" value=\"").Append(E(sort)).Append("\"><button class=\"btn\">Filter</button> <a class=\"btn primary\" href=\"/vps/new\">New server</a></form>");
