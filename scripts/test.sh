@@ -8,6 +8,7 @@ cd "$root"
 
 bash scripts/setup.sh
 bash scripts/build.sh
+bash scripts/guest-images.sh
 
 if ! kvm_status=$(bash scripts/kvm-check.sh 2>&1); then
   if [ "${XENSHARP_ALLOW_NO_KVM:-0}" != 1 ]; then

@@ -110,3 +110,9 @@ public sealed record VcpuListArgs(string? Domain = null);
 
 /// <summary>One row of <c>xl vcpu-list</c>.</summary>
 public sealed record VcpuRow(string Name, uint Id, int Vcpu, int Cpu, string State, double TimeSeconds, string Affinity);
+
+/// <summary>xenstore access for xl's xenstore-* verbs: op is read, write, ls, rm or mkdir.</summary>
+public sealed record XenstoreArgs(string Op, string Path, string? Value = null);
+
+/// <summary>One node of an <c>ls</c>: its path relative to the listed one, value and permissions.</summary>
+public sealed record XenstoreNodeInfo(string Path, string Value, string Perms);

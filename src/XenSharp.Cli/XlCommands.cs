@@ -26,6 +26,10 @@ public static class XlCommands
          sched-credit        Get/set credit scheduler parameters
          vcpu-list           List the VCPUs for all/some domains
          vcpu-pin            Set which CPUs a VCPU can use
+         xenstore-ls         List a xenstore subtree (dom0's view)
+         xenstore-read       Read xenstore nodes
+         xenstore-write      Write xenstore nodes (path value pairs)
+         xenstore-rm         Remove xenstore nodes
          token-create        Create a bearer token for xld's HTTP API (printed once)
          token-list          List the HTTP API tokens
          token-revoke        Revoke an HTTP API token
@@ -61,6 +65,10 @@ public static class XlCommands
                 "sched-credit" => await SchedCredit(xld, a, stdout),
                 "vcpu-list" => await VcpuList(xld, a, stdout),
                 "vcpu-pin" => await VcpuPin(xld, a),
+                "xenstore-ls" => await XenstoreLs(xld, a, stdout),
+                "xenstore-read" => await XenstoreEach(xld, "read", a, stdout),
+                "xenstore-rm" => await XenstoreEach(xld, "rm", a, stdout),
+                "xenstore-write" => await XenstoreWrite(xld, a),
                 "token-create" => await TokenCreate(xld, a, stdout),
                 "token-list" => await TokenList(xld, stdout),
                 "token-revoke" => await Simple(xld, "token-revoke", a, "token-revoke <Name>", n => new TokenNameArgs(n)),
@@ -218,6 +226,37 @@ public static class XlCommands
         var pos = a.Where(x => !x.StartsWith('-')).ToArray();
         if (pos.Length < 3) throw new UsageException("Usage: xl vcpu-pin <Domain> <VCPU|all> <Hard affinity|-|all> [Soft affinity]");
         await xld.CallCheckedAsync("vcpu-pin", new VcpuPinArgs(pos[0], pos[1], pos[2]));
+        return 0;
+    }
+
+    private static async Task<int> XenstoreLs(XldClient xld, string[] a, TextWriter stdout)
+    {
+        bool perms = a.Contains("-p");
+        var path = a.FirstOrDefault(x => !x.StartsWith('-')) ?? "/";
+        foreach (var n in await xld.CallAsync<XenstoreNodeInfo[]>("xenstore", new XenstoreArgs("ls", path)))
+        {
+            int depth = n.Path.Count(c => c == '/');
+            string line = $"{new string(' ', depth)}{n.Path[(n.Path.LastIndexOf('/') + 1)..]} = \"{n.Value}\"";
+            stdout.WriteLine(perms ? $"{line,-60} ({n.Perms})" : line);
+        }
+        return 0;
+    }
+
+    private static async Task<int> XenstoreEach(XldClient xld, string op, string[] a, TextWriter stdout)
+    {
+        if (a.Length == 0) throw new UsageException($"Usage: xl xenstore-{op} <path>...");
+        foreach (var p in a)
+        {
+            if (op == "read") stdout.WriteLine(await xld.CallAsync<string>("xenstore", new XenstoreArgs(op, p)));
+            else await xld.CallCheckedAsync("xenstore", new XenstoreArgs(op, p));
+        }
+        return 0;
+    }
+
+    private static async Task<int> XenstoreWrite(XldClient xld, string[] a)
+    {
+        if (a.Length == 0 || a.Length % 2 != 0) throw new UsageException("Usage: xl xenstore-write <path> <value> [<path> <value>]...");
+        for (int i = 0; i < a.Length; i += 2) await xld.CallCheckedAsync("xenstore", new XenstoreArgs("write", a[i], a[i + 1]));
         return 0;
     }
 

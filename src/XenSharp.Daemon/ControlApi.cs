@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using XenSharp.Api;
 using XenSharp.Hypervisor;
 using XenSharp.Hypervisor.Scheduling;
+using XenSharp.Dom0.Xenstore;
 using XenSharp.Toolstack;
 using XenSharp.Toolstack.Config;
 
@@ -18,7 +19,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
 {
     /// <summary>Commands that change something: audited, and refused to read-only tokens.</summary>
     public static readonly IReadOnlySet<string> Mutating = new HashSet<string>
-        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin" };
+        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin", "xenstore" };
 
     /// <summary>Commands only root on the unix socket may use: token management.</summary>
     public static readonly IReadOnlySet<string> LocalOnly = new HashSet<string> { "token-create", "token-list", "token-revoke" };
@@ -47,6 +48,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
                 "sched-credit" => Ok(SchedCredit(request.ArgsAs<SchedCreditArgs>() ?? new SchedCreditArgs())),
                 "vcpu-pin" => VcpuPin(Args<VcpuPinArgs>(request)),
                 "vcpu-list" => Ok(VcpuList(request.ArgsAs<VcpuListArgs>() ?? new VcpuListArgs())),
+                "xenstore" => Xenstore(Args<XenstoreArgs>(request)),
                 "token-create" => Ok(CreateToken(Args<TokenCreateArgs>(request), caller)),
                 "token-list" => Ok(tokens.List().Select(t => new TokenSummary(t.Name, t.Scope.ToString().ToLowerInvariant(), t.CreatedUtc)).ToArray()),
                 "token-revoke" => RevokeToken(Args<TokenNameArgs>(request)),
@@ -110,6 +112,41 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
             HostCpus.Format(v.HardAffinity ?? Enumerable.Range(0, HostCpus.Count).ToArray())))).ToArray();
     }
 
+    /// <summary>dom0's view of xenstore, for xl's xenstore-* verbs.</summary>
+    private Outcome Xenstore(XenstoreArgs args)
+    {
+        using var xs = new XenstoreClient(toolstack.Store);
+        try
+        {
+            switch (args.Op)
+            {
+                case "read": return Ok(xs.Read(args.Path));
+                case "write": xs.Write(args.Path, args.Value ?? ""); return new Outcome(Response.Success());
+                case "mkdir": xs.Mkdir(args.Path); return new Outcome(Response.Success());
+                case "rm": xs.Rm(args.Path); return new Outcome(Response.Success());
+                case "ls":
+                    var nodes = new List<XenstoreNodeInfo>();
+                    void Walk(string path, string relative)
+                    {
+                        foreach (var child in xs.Directory(path))
+                        {
+                            string p = path == "/" ? "/" + child : path + "/" + child;
+                            string rel = relative.Length == 0 ? child : relative + "/" + child;
+                            nodes.Add(new XenstoreNodeInfo(rel, xs.TryRead(p) ?? "", string.Join(",", xs.GetPerms(p))));
+                            Walk(p, rel);
+                        }
+                    }
+                    Walk(args.Path, "");
+                    return Ok(nodes);
+                default: throw new ArgumentException($"xenstore op '{args.Op}': expected read, write, mkdir, rm or ls");
+            }
+        }
+        catch (XenstoreException e)
+        {
+            return new Outcome(Response.Failure($"xenstore {args.Op} {args.Path}: {e.Message}"));
+        }
+    }
+
     private TokenCreateResult CreateToken(TokenCreateArgs args, Caller caller)
     {
         var scope = args.Scope switch
@@ -131,7 +168,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
 
     private Outcome Rename(RenameArgs args)
     {
-        toolstack.Hypervisor.Rename(toolstack.Resolve(args.Domain), args.NewName);
+        toolstack.Rename(toolstack.Resolve(args.Domain), args.NewName);
         return new Outcome(Response.Success());
     }
 

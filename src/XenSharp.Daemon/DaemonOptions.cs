@@ -10,7 +10,8 @@ public sealed record DaemonOptions(
     bool Help,
     string? HttpListen = null,
     string? TlsCert = null,
-    string? TlsKey = null)
+    string? TlsKey = null,
+    string XenstoredSocket = "/run/xenstored/socket")
 {
     public const string Usage = """
         usage: xld [options]
@@ -20,6 +21,7 @@ public sealed record DaemonOptions(
           --accel auto|kvm|emu     how guest code runs (default auto: kvm when usable, else the software CPU)
           --host-reserve-mib N     memory kept for the host itself (default 1024)
           --shutdown-timeout S     on SIGTERM, how long domains get to shut down before they are destroyed (default 30)
+          --xenstored-socket PATH  where dom0 tools reach xenstored (default /run/xenstored/socket)
           --http ADDR:PORT         also serve the HTTP API (bearer tokens from 'xl token-create'), e.g. 127.0.0.1:8750
           --tls-cert PEM --tls-key PEM   serve it over TLS
           --probe-kvm              say whether /dev/kvm is usable here, and why not (exit status 0 when usable)
@@ -40,6 +42,7 @@ public sealed record DaemonOptions(
                 "--host-reserve-mib" => o with { HostReservationMiB = ulong.TryParse(Value(), out var m) ? m : throw new ArgumentException("--host-reserve-mib: expected a whole number of MiB") },
                 "--shutdown-timeout" => o with { ShutdownTimeoutSeconds = int.TryParse(Value(), out var s) && s >= 0 ? s : throw new ArgumentException("--shutdown-timeout: expected seconds") },
                 "--http" => o with { HttpListen = Value() },
+                "--xenstored-socket" => o with { XenstoredSocket = Value() },
                 "--tls-cert" => o with { TlsCert = Value() },
                 "--tls-key" => o with { TlsKey = Value() },
                 "-h" or "--help" => o with { Help = true },

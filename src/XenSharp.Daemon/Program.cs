@@ -57,7 +57,12 @@ catch (Exception e) when (e is XenSharp.Accel.AcceleratorUnavailableException or
 }
 hypervisor.Log.LineLogged += line => Log("(XEN) " + line);
 
-using var toolstack = new Toolstack(hypervisor, new ToolstackOptions(options.StateDirectory, options.LogDirectory));
+var store = new XenSharp.Dom0.Xenstore.XenstoreStore();
+store.Log = m => Log("xenstored: " + m);
+using var toolstack = new Toolstack(hypervisor, new ToolstackOptions(options.StateDirectory, options.LogDirectory), store);
+await using var xenstored = new XenSharp.Dom0.Xenstore.XenstoreSocketServer(store, options.XenstoredSocket);
+xenstored.Start();
+Log($"xenstored serving {options.XenstoredSocket}");
 var tokens = new TokenStore(options.StateDirectory);
 var api = new ControlApi(toolstack, tokens, m => Log("audit: " + m));
 ControlServer server;

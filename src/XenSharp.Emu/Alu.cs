@@ -95,6 +95,7 @@ public sealed unsafe partial class EmuVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SetArith(ulong f) => _rflags = (_rflags & ~ArithFlags) | f;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong AluAdd(ulong a, ulong b, ulong c, int size)
     {
         ulong m = Mask(size);
@@ -108,6 +109,7 @@ public sealed unsafe partial class EmuVcpu
         return r;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong AluSub(ulong a, ulong b, ulong c, int size)
     {
         ulong m = Mask(size);
@@ -120,6 +122,7 @@ public sealed unsafe partial class EmuVcpu
         return r;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong AluLogic(ulong r, int size)
     {
         r &= Mask(size);
@@ -128,6 +131,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>The two-operand ALU group: ADD OR ADC SBB AND SUB XOR CMP TEST, by mnemonic.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong Alu2(Mnemonic m, ulong a, ulong b, int size) => m switch
     {
         Mnemonic.Add => AluAdd(a, b, 0, size),
@@ -141,6 +145,7 @@ public sealed unsafe partial class EmuVcpu
     };
 
     /// <summary>One-operand read-modify-write group (INC DEC NEG NOT).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong Alu1(Mnemonic m, ulong a, int size)
     {
         switch (m)
@@ -153,6 +158,7 @@ public sealed unsafe partial class EmuVcpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Cond(ConditionCode cc) => cc switch
     {
         ConditionCode.o => (_rflags & OF) != 0,
@@ -175,6 +181,7 @@ public sealed unsafe partial class EmuVcpu
     };
 
     /// <summary>SHL SHR SAR ROL ROR RCL RCR with a count already read; count 0 leaves flags alone.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong Shift(Mnemonic m, ulong a, int count, int size)
     {
         int bits = size * 8;
@@ -264,6 +271,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>SHLD/SHRD: shift <paramref name="a"/> filling from <paramref name="b"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong DoubleShift(bool left, ulong a, ulong b, int count, int size)
     {
         int bits = size * 8;

@@ -19,7 +19,7 @@ public sealed unsafe partial class EmuVcpu
         public int VerifiedRun;
         public readonly byte[] Snapshot = new byte[4096];
         public readonly short[] Index = new short[4096]; // 1-based index into Insns, 0 = not decoded
-        public Instruction[] Insns = new Instruction[64];
+        public Decoded[] Insns = new Decoded[64];
         public int Count;
     }
 
@@ -39,11 +39,32 @@ public sealed unsafe partial class EmuVcpu
     private ulong _curLin = NoPage;
     private CodePage? _cur;
     private int _runId;
-    private Instruction _crossPage;
+    private Decoded _crossPage;
     private readonly byte[] _crossBytes = new byte[16];
 
-    /// <summary>Forgets every decoded instruction: call after the host rewrote guest code during a run.</summary>
-    public void InvalidateCodeCache()
+    /// <summary>
+    /// Drops every cached translation, as a CR3 reload would. The VMM calls it after writing guest page tables from
+    /// the host; <see cref="SetSpecialRegisters"/> does it too.
+    /// </summary>
+    public void InvalidateTlb() => Interlocked.Or(ref _flushRequest, FlushTlbRequest);
+
+    /// <summary>
+    /// Forgets every decoded instruction: call after the host rewrote guest code while the vCPU may be running.
+    /// Thread-safe: the vCPU applies it at its next instruction-batch boundary (and at the start of Run).
+    /// </summary>
+    public void InvalidateCodeCache() => Interlocked.Or(ref _flushRequest, FlushCodeRequest);
+
+    private const int FlushTlbRequest = 1, FlushCodeRequest = 2;
+    private int _flushRequest;
+
+    private void ApplyFlushRequests()
+    {
+        int req = Interlocked.Exchange(ref _flushRequest, 0);
+        if ((req & FlushTlbRequest) != 0) FlushTlb();
+        if ((req & FlushCodeRequest) != 0) DropCodeCache();
+    }
+
+    private void DropCodeCache()
     {
         _codePages.Clear();
         _cur = null;
@@ -51,7 +72,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref Instruction Fetch()
+    private ref Decoded Fetch()
     {
         ulong rip = _rip;
         var cp = _cur;
@@ -63,7 +84,8 @@ public sealed unsafe partial class EmuVcpu
         return ref FetchSlow(rip);
     }
 
-    private ref Instruction FetchSlow(ulong rip)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private ref Decoded FetchSlow(ulong rip)
     {
         if (_cs.L == 0) throw new EmuInternalError($"CS 0x{_cs.Selector:x} is not a 64-bit code segment: only long mode is implemented");
         ulong lin = rip & ~0xfffUL;
@@ -85,14 +107,15 @@ public sealed unsafe partial class EmuVcpu
         if (_decoder.LastError == DecoderError.NoMoreBytes)
             return ref DecodeCrossPage(rip, cp, off);
         if (cp.Count == cp.Insns.Length) Array.Resize(ref cp.Insns, cp.Insns.Length * 2);
-        if (cp.Count >= short.MaxValue) { InvalidateCodeCache(); return ref FetchSlow(rip); }
-        cp.Insns[cp.Count] = ins;
+        if (cp.Count >= short.MaxValue) { DropCodeCache(); return ref FetchSlow(rip); }
+        cp.Insns[cp.Count].I = ins;
+        Classify(ref cp.Insns[cp.Count]);
         cp.Index[off] = (short)(++cp.Count);
         return ref cp.Insns[cp.Count - 1];
     }
 
     /// <summary>An instruction that straddles two pages: decoded each time, never cached.</summary>
-    private ref Instruction DecodeCrossPage(ulong rip, CodePage cp, int off)
+    private ref Decoded DecodeCrossPage(ulong rip, CodePage cp, int off)
     {
         int first = 4096 - off;
         var t2 = Translate(rip + (ulong)first, AccFetch, _cpl == 3);
@@ -105,14 +128,20 @@ public sealed unsafe partial class EmuVcpu
             _reader.Len = 15;
             _reader.Pos = 0;
             _decoder.IP = rip;
-            _decoder.Decode(out _crossPage);
+            _decoder.Decode(out _crossPage.I);
         }
+        Classify(ref _crossPage);
         return ref _crossPage;
     }
 
     private CodePage GetCodePage(ulong lin)
     {
-        var t = Translate(lin, AccFetch, _cpl == 3);
+        Translation t;
+        ref var te = ref _tlb[(int)(lin >> 12) & (TlbSize - 1)];
+        if (te.Tag == (lin >> 12) + 1 && (te.Perm & _needFetch) != 0)
+            t = new Translation { Host = te.Host, Pa = te.Pa, Gen = te.Gen }; // no page walk when jumping between cached pages
+        else
+            t = Translate(lin, AccFetch, _cpl == 3);
         if (t.Host is null) throw new EmuInternalError($"instruction fetch at 0x{lin:x} from guest-physical 0x{t.Pa:x}, which has no RAM");
         if (_codePages.TryGetValue(lin, out var cp) && cp.Pa == t.Pa && cp.Host == t.Host && cp.GenValue == *cp.Gen)
         {

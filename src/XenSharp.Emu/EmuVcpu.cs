@@ -166,8 +166,10 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_shutdown) return new VcpuExit(ExitReason.Shutdown, Detail: "triple fault");
         _runId++;
-        if (_kick != 0) { _kick = 0; CancelPendingIo(); return new VcpuExit(ExitReason.Interrupted); }
+        // A kick before a pending IN/OUT/MMIO completion keeps the completion for the Run after.
+        if (_kick != 0) { _kick = 0; return new VcpuExit(ExitReason.Interrupted); }
         CheckMapVersion();
+        if (_flushRequest != 0) ApplyFlushRequests();
         CompletePendingIo();
         if (_mmioCount != 0 && _rip != _mmioRip) { _mmioCount = 0; _mmioReadPending = false; }
         _exitPending = false;
@@ -200,16 +202,12 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         }
     }
 
-    private void CancelPendingIo()
-    {
-        // A kick before the IN/OUT completed keeps the completion for the Run after.
-    }
-
     private void CompletePendingIo()
     {
         if (!_ioPending) return;
         _ioPending = false;
-        if (_rip != _ioRip) return; // the VMM moved RIP: like KVM, do not complete
+        if (_rip != _ioRip) { _ioStringKind = 0; return; } // the VMM moved RIP: like KVM, do not complete
+        if (_ioStringKind != 0) { CompleteStringIo(); return; }
         if (_ioIsIn)
         {
             ulong v = _completedValue;
@@ -221,7 +219,6 @@ public sealed unsafe partial class EmuVcpu : IVcpu
             }
         }
         _rip = _ioNext;
-        _retired++;
     }
 
     private void CheckMapVersion()
@@ -231,10 +228,11 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         {
             _mapVersion = v;
             FlushTlb();
-            InvalidateCodeCache();
+            DropCodeCache();
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once for a long time: skip tier-0/OSR
     private VcpuExit Loop()
     {
         int budget = KickInterval;
@@ -245,12 +243,12 @@ public sealed unsafe partial class EmuVcpu : IVcpu
                 budget = KickInterval;
                 if (_kick != 0) { _kick = 0; return new VcpuExit(ExitReason.Interrupted); }
                 if (_vm.MapVersion != _mapVersion) CheckMapVersion();
+                if (_flushRequest != 0) ApplyFlushRequests();
             }
             if (_irqAny != 0 && (_rflags & IF) != 0 && _retired - _shadowAt >= 2 && !TryDeliverInterrupt())
                 return new VcpuExit(ExitReason.Shutdown, Detail: "triple fault");
             _mmioCursor = 0;
-            ref Instruction ins = ref Fetch();
-            Execute(ref ins);
+            ExecuteDecoded(ref Fetch());
             _retired++;
             if (_mmioCount != 0) { _mmioCount = 0; _mmioReadPending = false; }
             if (_exitPending)

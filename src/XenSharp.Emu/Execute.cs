@@ -57,6 +57,7 @@ public sealed unsafe partial class EmuVcpu
         else WriteMem(Ea(ref i), size, v);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SetGpr(int idx, int size, ulong v)
     {
         ulong* p = _r + idx;
@@ -90,6 +91,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>Computes a read-modify-write operation on <paramref name="a"/>; sets flags as the instruction does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong Compute(Mnemonic m, ulong a, ulong b, int size)
     {
         switch (m)
@@ -113,6 +115,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>Read-modify-write of operand 0 (register or memory), atomically when LOCK is present. Returns the old value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong Rmw(ref Instruction i, Mnemonic m, int size, ulong b, ulong la = ulong.MaxValue, bool forceLock = false)
     {
         if (i.Op0Kind == OpKind.Register)
@@ -153,10 +156,16 @@ public sealed unsafe partial class EmuVcpu
         throw GuestFault.Ud();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Execute(ref Instruction i)
     {
         ulong next = i.NextIP;
         Mnemonic m = i.Mnemonic;
+        if (i.HasLockPrefix && !(m is Mnemonic.Add or Mnemonic.Adc or Mnemonic.And or Mnemonic.Btc or Mnemonic.Btr or Mnemonic.Bts
+            or Mnemonic.Cmpxchg or Mnemonic.Cmpxchg8b or Mnemonic.Cmpxchg16b or Mnemonic.Dec or Mnemonic.Inc or Mnemonic.Neg
+            or Mnemonic.Not or Mnemonic.Or or Mnemonic.Sbb or Mnemonic.Sub or Mnemonic.Xor or Mnemonic.Xadd or Mnemonic.Xchg)
+            || (i.HasLockPrefix && i.Op0Kind != OpKind.Memory))
+            throw GuestFault.Ud();
         switch (m)
         {
             case Mnemonic.Mov:
@@ -471,6 +480,9 @@ public sealed unsafe partial class EmuVcpu
                 _completedValue = ulong.MaxValue;
                 return; // RIP stays on the instruction until the next Run completes it, as KVM does
             }
+            case Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd or Mnemonic.Outsb or Mnemonic.Outsw or Mnemonic.Outsd:
+                StringIo(ref i, m, next);
+                return;
             case Mnemonic.Int3:
                 SoftwareInterrupt(3, next, true);
                 return;
@@ -579,13 +591,14 @@ public sealed unsafe partial class EmuVcpu
                 SetGpr(0, 1, ReadMem(_r[3] + (byte)_r[0] + SegBase(i.MemorySegment), 1));
                 break;
             default:
-                Unimplemented(ref i);
-                return;
+                if (!ExecuteFpuState(ref i, m) && !ExecuteBmi(ref i, m)) { Unimplemented(ref i); return; }
+                break;
         }
         _rip = next;
     }
 
     /// <summary>MOV to/from segment, control and debug registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MovSpecial(ref Instruction i)
     {
         var r0 = i.Op0Register;
@@ -614,6 +627,7 @@ public sealed unsafe partial class EmuVcpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Cmpxchg(ref Instruction i)
     {
         int sz = OpSize(ref i);
@@ -671,6 +685,7 @@ public sealed unsafe partial class EmuVcpu
         else { _rflags &= ~ZF; _r[0] = lo; _r[2] = hi; }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void BitTest(ref Instruction i, Mnemonic m)
     {
         int sz = OpSize(ref i);
@@ -697,6 +712,7 @@ public sealed unsafe partial class EmuVcpu
         Rmw(ref i, m, sz, (ulong)bit, la);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void BitScan(ref Instruction i, Mnemonic m)
     {
         var r = i.Op0Register;
@@ -729,6 +745,7 @@ public sealed unsafe partial class EmuVcpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Multiply(ref Instruction i, Mnemonic m)
     {
         bool signed = m == Mnemonic.Imul;
@@ -809,6 +826,7 @@ public sealed unsafe partial class EmuVcpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Divide(ref Instruction i, bool signed)
     {
         int sz = OpSize(ref i);

@@ -50,6 +50,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>Walks the page tables for one access, raising #PF/#GP; fills the TLB for RAM pages.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Translation Translate(ulong la, int access, bool user)
     {
         if (!IsCanonical(la)) throw GuestFault.Gp(0);
@@ -201,6 +202,7 @@ public sealed unsafe partial class EmuVcpu
     private void WriteSys(ulong la, int size, ulong v) => WriteSlow(la, size, v, false);
 
     /// <summary>Host pointer for a writable access that fits in one RAM page (for read-modify-write and LOCK), else null.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private byte* TranslateWritePtr(ulong la, int size)
     {
         ref var e = ref _tlb[(int)(la >> 12) & (TlbSize - 1)];
@@ -214,6 +216,7 @@ public sealed unsafe partial class EmuVcpu
         return e.Host + (la & 0xfff);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong ReadSlow(ulong la, int size, bool user)
     {
         if ((la & 0xfff) <= (ulong)(4096 - size))
@@ -236,6 +239,7 @@ public sealed unsafe partial class EmuVcpu
         return v;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteSlow(ulong la, int size, ulong v, bool user)
     {
         if ((la & 0xfff) <= (ulong)(4096 - size))

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using XenSharp.Accel;
 using Iced.Intel;
 
 namespace XenSharp.Emu;
@@ -9,6 +11,7 @@ namespace XenSharp.Emu;
 /// </summary>
 public sealed unsafe partial class EmuVcpu
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private byte* TranslateReadPtr(ulong la, int size)
     {
         if ((la & 0xfff) > (ulong)(4096 - size)) return null;
@@ -18,6 +21,7 @@ public sealed unsafe partial class EmuVcpu
         return t.Host is null ? null : t.Host + (la & 0xfff);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void StringOp(ref Instruction i, Mnemonic m, ulong next)
     {
         int kind, sz;
@@ -103,6 +107,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>REP MOVS/STOS forward within RAM pages: whole runs up to the next page boundary at once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool BulkForward(int kind, int sz, ulong srcBase)
     {
         ulong rdi = _r[7];
@@ -133,5 +138,53 @@ public sealed unsafe partial class EmuVcpu
         _r[7] += bytes;
         _r[1] -= n;
         return true;
+    }
+
+    // String port I/O: one element per exit, completed on the next Run like IN/OUT.
+    private int _ioStringKind; // 0 none, 1 INS, 2 OUTS
+    private bool _ioRep;
+    private ulong _ioStep;
+    private byte* _ioDst;
+
+    private void StringIo(ref Instruction i, Mnemonic m, ulong next)
+    {
+        if (!IoAllowed) throw GuestFault.Gp(0);
+        bool isIn = m is Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd;
+        int sz = m is Mnemonic.Insb or Mnemonic.Outsb ? 1 : m is Mnemonic.Insw or Mnemonic.Outsw ? 2 : 4;
+        bool rep = i.HasRepPrefix || i.HasRepnePrefix;
+        if (rep && _r[1] == 0) { _rip = next; return; }
+        ulong port = (ushort)_r[2], data = 0;
+        if (isIn)
+        {
+            _ioDst = TranslateWritePtr(_r[7], sz);
+            if (_ioDst is null) throw new EmuInternalError($"INS to MMIO or across a page at 0x{_r[7]:x} is not implemented");
+        }
+        else data = ReadMem(SegBase(i.MemorySegment) + _r[6], sz);
+        _exit = new VcpuExit(ExitReason.Io, port, sz, !isIn, data);
+        _exitPending = true;
+        _ioPending = true;
+        _ioIsIn = false; // completion below, not the accumulator path
+        _ioStringKind = isIn ? 1 : 2;
+        _ioSize = sz;
+        _ioRep = rep;
+        _ioStep = (_rflags & DF) != 0 ? (ulong)-sz : (ulong)sz;
+        _ioRip = _rip;
+        _ioNext = next;
+        _completedValue = ulong.MaxValue;
+    }
+
+    /// <summary>Finishes one INS/OUTS element after the VMM handled the exit; RIP moves on only when the count is done.</summary>
+    private void CompleteStringIo()
+    {
+        int kind = _ioStringKind;
+        _ioStringKind = 0;
+        if (kind == 1)
+        {
+            Store(_ioDst, _ioSize, _completedValue);
+            _r[7] += _ioStep;
+        }
+        else _r[6] += _ioStep;
+        if (!_ioRep) { _rip = _ioNext; return; }
+        if (--_r[1] == 0) _rip = _ioNext;
     }
 }

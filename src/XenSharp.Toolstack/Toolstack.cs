@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using XenSharp.Api;
 using XenSharp.Dom0.Console;
+using XenSharp.Dom0.Xenstore;
 using XenSharp.Hypervisor;
 using XenSharp.Hypervisor.Hvm;
 using XenSharp.Toolstack.Config;
@@ -23,13 +24,19 @@ public sealed class Toolstack : IDisposable
 {
     private readonly ConcurrentDictionary<uint, ManagedDomain> _managed = new();
     private readonly ToolstackOptions _options;
+    private readonly XenstoreClient _xs;
 
     public XenHypervisor Hypervisor { get; }
 
-    public Toolstack(XenHypervisor hypervisor, ToolstackOptions options)
+    /// <summary>dom0's xenstored: the toolstack writes each domain's nodes there.</summary>
+    public XenstoreStore Store { get; }
+
+    public Toolstack(XenHypervisor hypervisor, ToolstackOptions options, XenstoreStore? store = null)
     {
         Hypervisor = hypervisor;
         _options = options;
+        Store = store ?? new XenstoreStore();
+        _xs = new XenstoreClient(Store);
         Directory.CreateDirectory(options.StateDirectory);
         Directory.CreateDirectory(options.LogDirectory);
         hypervisor.DomainShutdown += OnDomainShutdown;
@@ -56,6 +63,7 @@ public sealed class Toolstack : IDisposable
         try
         {
             ApplyScheduling(domain, plan);
+            DomainStoreLayout.Write(_xs, domain, plan, rings: null);
             var logger = new ConsoleLogger(domain.Console, _options.ConsoleLogDirectory, plan.Name);
             managed = new ManagedDomain(domain, plan, control, logger);
             _managed[domain.Id] = managed;
@@ -158,11 +166,18 @@ public sealed class Toolstack : IDisposable
                 break;
             case ActionOnShutdown.RenameRestart:
                 // The old domain stays for inspection under a new name; a fresh one takes the original name.
-                Hypervisor.Rename(domain, $"{m.Plan.Name}-{domain.Id}");
+                Rename(domain, $"{m.Plan.Name}-{domain.Id}");
                 m.Finished.TrySetResult();
                 Restart(m.Plan);
                 break;
         }
+    }
+
+    /// <summary>Renames a domain in the hypervisor and in xenstore.</summary>
+    public void Rename(Domain domain, string newName)
+    {
+        Hypervisor.Rename(domain, newName);
+        DomainStoreLayout.Rename(_xs, domain);
     }
 
     private void Restart(DomainPlan plan)
@@ -180,6 +195,15 @@ public sealed class Toolstack : IDisposable
 
     private void OnDomainDestroyed(Domain domain)
     {
+        try
+        {
+            DomainStoreLayout.Remove(_xs, domain);
+            if (Store.IsDomainIntroduced(domain.Id)) Store.ReleaseDomain(domain.Id);
+        }
+        catch (XenstoreException e)
+        {
+            Hypervisor.Log.Write($"d{domain.Id}: removing its xenstore nodes failed: {e.Message}");
+        }
         if (_managed.TryRemove(domain.Id, out var m))
         {
             m.Logger.Dispose();
@@ -202,6 +226,7 @@ public sealed class Toolstack : IDisposable
     {
         Hypervisor.DomainShutdown -= OnDomainShutdown;
         foreach (var d in Hypervisor.Domains) Hypervisor.Destroy(d);
+        _xs.Dispose();
     }
 
     private sealed record ManagedDomain(Domain Domain, DomainPlan Plan, IDomainControl Control, ConsoleLogger Logger)

@@ -14,6 +14,7 @@ public sealed class XldFixture : IDisposable
 
     public string Directory { get; }
     public string SocketPath { get; }
+    public string XenstoredSocket { get; }
     public string LogDirectory => Path.Combine(Directory, "log");
 
     public XldFixture()
@@ -21,9 +22,11 @@ public sealed class XldFixture : IDisposable
         Directory = Path.Combine(Path.GetTempPath(), $"xensharp-it-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
         System.IO.Directory.CreateDirectory(Directory);
         SocketPath = Path.Combine(Directory, "xld.sock");
+        XenstoredSocket = Path.Combine(Directory, "xenstored.sock");
         HttpPort = FreePort();
         var psi = Dotnet(Paths.Xld, "--socket", SocketPath, "--state-dir", Path.Combine(Directory, "state"),
-            "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{HttpPort}");
+            "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{HttpPort}",
+            "--xenstored-socket", XenstoredSocket);
         psi.RedirectStandardError = true;
         psi.RedirectStandardOutput = true;
         _xld = Process.Start(psi)!;

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+make -s -C "$root/guests"
+dotnet build "$root/bench/XenSharp.Bench" -c Release -nologo -v quiet -clp:ErrorsOnly
+exec dotnet "$root/bench/XenSharp.Bench/bin/Release/net10.0/xensharp-bench.dll" "$@"

@@ -1,0 +1,99 @@
+using Iced.Intel;
+
+namespace XenSharp.Emu;
+
+/// <summary>
+/// x87/SSE state as storage only: the CPU implements no floating-point or vector arithmetic (guests are built with
+/// -mgeneral-regs-only), but kernels save and restore FPU state on context switches, so FXSAVE/FXRSTOR, LDMXCSR/STMXCSR
+/// and the x87 control-word instructions keep a 512-byte FXSAVE image.
+/// </summary>
+public sealed unsafe partial class EmuVcpu
+{
+    private readonly byte[] _fx = NewFxArea();
+
+    private static byte[] NewFxArea()
+    {
+        var a = new byte[512];
+        FxInit(a);
+        return a;
+    }
+
+    private static void FxInit(byte[] a)
+    {
+        Array.Clear(a, 0, 24);
+        a[0] = 0x7f; a[1] = 0x03;                       // FCW 0x037f
+        BitConverter.TryWriteBytes(a.AsSpan(24), 0x1f80u); // MXCSR
+        BitConverter.TryWriteBytes(a.AsSpan(28), 0xffbfu); // MXCSR_MASK
+    }
+
+    private void FpuAvailable(bool sse)
+    {
+        if ((_cr0 & 4) != 0) throw GuestFault.Ud();                  // CR0.EM
+        if ((_cr0 & 8) != 0) throw new GuestFault(7, 0, false);      // CR0.TS: #NM
+        if (sse && (_cr4 & (1UL << 9)) == 0) throw GuestFault.Ud();  // CR4.OSFXSR
+    }
+
+    /// <summary>Returns false when <paramref name="m"/> is not an FPU-state instruction.</summary>
+    private bool ExecuteFpuState(ref Instruction i, Mnemonic m)
+    {
+        switch (m)
+        {
+            case Mnemonic.Fxsave or Mnemonic.Fxsave64:
+            {
+                FpuAvailable(false);
+                ulong la = Ea(ref i);
+                if ((la & 15) != 0) throw GuestFault.Gp(0);
+                Translate(la, AccWrite, _cpl == 3); // both pages checked before any byte is written
+                Translate(la + 511, AccWrite, _cpl == 3);
+                for (int k = 0; k < 512; k += 8) WriteMem(la + (ulong)k, 8, BitConverter.ToUInt64(_fx, k));
+                return true;
+            }
+            case Mnemonic.Fxrstor or Mnemonic.Fxrstor64:
+            {
+                FpuAvailable(false);
+                ulong la = Ea(ref i);
+                if ((la & 15) != 0) throw GuestFault.Gp(0);
+                var img = new byte[512];
+                for (int k = 0; k < 512; k += 8) BitConverter.TryWriteBytes(img.AsSpan(k), ReadMem(la + (ulong)k, 8));
+                if ((BitConverter.ToUInt32(img, 24) & ~0xffbfu) != 0) throw GuestFault.Gp(0);
+                BitConverter.TryWriteBytes(img.AsSpan(28), 0xffbfu);
+                img.CopyTo(_fx, 0);
+                return true;
+            }
+            case Mnemonic.Ldmxcsr:
+            {
+                FpuAvailable(true);
+                uint v = (uint)ReadMem(Ea(ref i), 4);
+                if ((v & ~0xffbfu) != 0) throw GuestFault.Gp(0);
+                BitConverter.TryWriteBytes(_fx.AsSpan(24), v);
+                return true;
+            }
+            case Mnemonic.Stmxcsr:
+                FpuAvailable(true);
+                WriteMem(Ea(ref i), 4, BitConverter.ToUInt32(_fx, 24));
+                return true;
+            case Mnemonic.Fninit:
+                FpuAvailable(false);
+                Array.Clear(_fx, 0, 24);
+                _fx[0] = 0x7f; _fx[1] = 0x03;
+                return true;
+            case Mnemonic.Fnstcw:
+                FpuAvailable(false);
+                WriteMem(Ea(ref i), 2, BitConverter.ToUInt16(_fx, 0));
+                return true;
+            case Mnemonic.Fldcw:
+                FpuAvailable(false);
+                BitConverter.TryWriteBytes(_fx.AsSpan(0), (ushort)ReadMem(Ea(ref i), 2));
+                return true;
+            case Mnemonic.Fnstsw:
+                FpuAvailable(false);
+                WriteOp0(ref i, 2, BitConverter.ToUInt16(_fx, 2));
+                return true;
+            case Mnemonic.Wait:
+                if ((_cr0 & 0xa) == 0xa) throw new GuestFault(7, 0, false); // MP and TS
+                return true;
+            default:
+                return false;
+        }
+    }
+}
