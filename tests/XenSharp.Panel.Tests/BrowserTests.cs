@@ -8,7 +8,8 @@ namespace XenSharp.Panel.Tests;
 /// Real-browser tests: Debian's headless Chromium driven by Playwright against the panel and the real xld.
 /// Every page visited is saved as a PNG under the test output's artifacts/ folder.
 /// </summary>
-public sealed class BrowserTests(E2eFixture f, ITestOutputHelper output) : IClassFixture<E2eFixture>, IAsyncLifetime
+[Collection("e2e")]
+public sealed class BrowserTests(E2eFixture f, ITestOutputHelper output) : IAsyncLifetime
 {
     private readonly List<IBrowserContext> _contexts = [];
 

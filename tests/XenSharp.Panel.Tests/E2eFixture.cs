@@ -68,3 +68,7 @@ public sealed class E2eFixture : IAsyncLifetime
         Xld.Dispose();
     }
 }
+
+/// <summary>One xld, one panel and one browser for all end-to-end classes, which then run one after another.</summary>
+[CollectionDefinition("e2e")]
+public sealed class E2eCollection : ICollectionFixture<E2eFixture>;

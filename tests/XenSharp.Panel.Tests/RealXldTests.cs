@@ -8,7 +8,8 @@ using System.Text.Json;
 namespace XenSharp.Panel.Tests;
 
 /// <summary>The panel's REST API and console relay against the real xld booting the real HVM test guest.</summary>
-public sealed class RealXldTests(E2eFixture f) : IClassFixture<E2eFixture>
+[Collection("e2e")]
+public sealed class RealXldTests(E2eFixture f)
 {
     private async Task<HttpResponseMessage> Send(string token, HttpMethod m, string path, object? body = null)
     {
