@@ -28,7 +28,7 @@ if [[ "${1:-}" == demo ]]; then
   }
   trap cleanup EXIT
   make -C "$repo/guests" -s >/dev/null
-  "$repo/bin/xld" --socket "$XENSHARP_XLD_SOCKET" --state-dir "$work/state" --log-dir "$work/log" --http "127.0.0.1:$xld_port" 2>"$work/xld.stderr" &
+  "$repo/bin/xld" --socket "$XENSHARP_XLD_SOCKET" --state-dir "$work/state" --log-dir "$work/log" --http "127.0.0.1:$xld_port" --xenstored-socket "$work/xenstored.sock" 2>"$work/xld.stderr" &
   xld_pid=$!
   for _ in $(seq 1 300); do [ -S "$XENSHARP_XLD_SOCKET" ] && break; sleep 0.1; done
   xld_token=$("$repo/bin/xl" token-create panel)

@@ -61,7 +61,8 @@ public sealed class RealXld : IDisposable
         Url = $"http://127.0.0.1:{port}";
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in new[] { Repo.Xld, "--socket", Sock, "--state-dir", Path.Combine(Dir, "state"), "--log-dir", Path.Combine(Dir, "log"),
-                     "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{port}" })
+                     "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{port}",
+                     "--xenstored-socket", Path.Combine(Dir, "xenstored.sock") })
             psi.ArgumentList.Add(a);
         _xld = Process.Start(psi)!;
         _xld.OutputDataReceived += (_, e) => { lock (_out) _out.AppendLine(e.Data); };
@@ -75,7 +76,8 @@ public sealed class RealXld : IDisposable
             if (DateTime.UtcNow > deadline) throw new TimeoutException($"xld did not come up: {Output}");
             Thread.Sleep(50);
         }
-        Token = Xl("token-create", "panel").Trim();
+        try { Token = Xl("token-create", "panel").Trim(); }
+        catch (InvalidOperationException e) { throw new InvalidOperationException($"{e.Message}\nxld: {Output}", e); }
     }
 
     private string Sock => Path.Combine(Dir, "xld.sock");
