@@ -34,7 +34,7 @@ for trx in "$results"/*.trx; do
   get() { echo "$counters" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*' || echo 0; }
   passed=$((passed + $(get passed)))
   failed=$((failed + $(get failed) + $(get error) + $(get timeout) + $(get aborted)))
-  skipped=$((skipped + $(get notExecuted)))
+  skipped=$((skipped + $(get total) - $(get executed)))
 done
 trx_count=$(ls "$results"/*.trx 2>/dev/null | wc -l)
 if [ "$trx_count" -eq 0 ]; then echo "test: no test results were written" >&2; status=1; fi

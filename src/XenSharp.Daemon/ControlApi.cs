@@ -56,9 +56,16 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
             };
         }
         catch (Exception e) when (e is ToolstackException or HostMemoryExhaustedException or DomainExistsException
-                                      or ArgumentException or InvalidOperationException or ConfigException or IOException)
+                                      or ArgumentException or InvalidOperationException or ConfigException or IOException
+                                      or XenSharp.Hypervisor.Hvm.ImageFormatException or XenSharp.Accel.AcceleratorUnavailableException)
         {
             return new Outcome(Response.Failure(e.Message));
+        }
+        catch (Exception e)
+        {
+            // A bug of ours: the caller gets an answer, the log gets the stack, the daemon carries on.
+            audit($"{caller}: {command} failed with an internal error: {e}");
+            return new Outcome(Response.Failure($"internal error in xld ({e.GetType().Name}: {e.Message}); see xld.log"));
         }
     }
 

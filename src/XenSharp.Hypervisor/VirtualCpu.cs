@@ -28,7 +28,8 @@ public sealed class VirtualCpu : IDisposable
     /// <summary>Whether the vCPU runs when the domain starts; others wait to be brought up (VCPUOP_up, INIT/SIPI).</summary>
     public bool StartsOnline { get; set; } = true;
 
-    internal bool Started => _thread is not null;
+    /// <summary>Whether the vCPU's thread was ever started (it came online at boot or by VCPUOP_up).</summary>
+    public bool Started => _thread is not null;
 
     /// <summary>Host CPUs this vCPU may run on (xl.cfg cpus=, xl vcpu-pin); null = any.</summary>
     public IReadOnlyCollection<int>? HardAffinity { get; internal set; }

@@ -6,6 +6,7 @@ using XenSharp.Hypervisor;
 using XenSharp.Hypervisor.Hvm;
 using XenSharp.Toolstack.Config;
 using XenSharp.Hypervisor.Scheduling;
+using XenSharp.Hypervisor.Pv.Cpu;
 
 namespace XenSharp.Toolstack;
 
@@ -24,7 +25,9 @@ public sealed class Toolstack : IDisposable
 {
     private readonly ConcurrentDictionary<uint, ManagedDomain> _managed = new();
     private readonly ToolstackOptions _options;
+    // One dom0 connection to xenstored; a connection carries one request at a time, so callers take _xsLock.
     private readonly XenstoreClient _xs;
+    private readonly object _xsLock = new();
 
     public XenHypervisor Hypervisor { get; }
 
@@ -48,12 +51,21 @@ public sealed class Toolstack : IDisposable
     {
         Domain domain;
         IDomainControl control;
+        PvRings? rings = null;
+        PvDomainParts? pvParts = null;
         switch (plan.Type)
         {
             case XenSharp.Hypervisor.DomainType.Hvm:
                 var (d, platform) = HvmDomainBuilder.Build(Hypervisor, plan);
                 domain = d;
                 control = new HvmDomainControl(platform);
+                break;
+            case XenSharp.Hypervisor.DomainType.Pv:
+                var (pvDomain, parts) = PvDomainBuilder.Build(Hypervisor, plan);
+                domain = pvDomain;
+                rings = new PvRings(parts.Build.XenstorePfn, parts.StorePort, parts.Build.ConsolePfn, parts.ConsolePort);
+                control = new PvDomainControl(this, domain);
+                pvParts = parts;
                 break;
             default:
                 throw new ToolstackException($"type=\"{plan.Type.ToString().ToLowerInvariant()}\" domains cannot be built yet by this XenSharp version");
@@ -63,7 +75,8 @@ public sealed class Toolstack : IDisposable
         try
         {
             ApplyScheduling(domain, plan);
-            DomainStoreLayout.Write(_xs, domain, plan, rings: null);
+            lock (_xsLock) DomainStoreLayout.Write(_xs, domain, plan, rings);
+            if (pvParts is not null) ConnectStore(domain, pvParts);
             var logger = new ConsoleLogger(domain.Console, _options.ConsoleLogDirectory, plan.Name);
             managed = new ManagedDomain(domain, plan, control, logger);
             _managed[domain.Id] = managed;
@@ -128,7 +141,7 @@ public sealed class Toolstack : IDisposable
         foreach (var d in Hypervisor.Domains)
         {
             _managed.TryGetValue(d.Id, out var m);
-            rows.Add(new DomainSummary(d.Name, d.Id, d.TargetBytes >> 20, d.MaxBytes >> 20, d.Vcpus.Count(v => v.Online || v.StartsOnline),
+            rows.Add(new DomainSummary(d.Name, d.Id, d.TargetBytes >> 20, d.MaxBytes >> 20, d.Vcpus.Count(v => v.Online || v.Started || v.StartsOnline),
                 d.StateFlags, d.CpuTime.TotalSeconds, d.Type.ToString().ToLowerInvariant(), d.Uuid.ToString(),
                 d.ShutdownReason?.ToString().ToLowerInvariant(), (DateTime.UtcNow - d.CreatedUtc).TotalSeconds, m?.Plan.ConfigText));
         }
@@ -173,11 +186,29 @@ public sealed class Toolstack : IDisposable
         }
     }
 
+    /// <summary>
+    /// Serves the PV guest's xenstore ring: the store port the builder allocated is bound to dom0, the guest's
+    /// kicks feed the ring, and the domain is introduced (firing @introduceDomain), as xenstored's INTRODUCE does.
+    /// </summary>
+    private void ConnectStore(Domain domain, PvDomainParts parts)
+    {
+        XenstoreRing? ring = null;
+        var channel = parts.Services.Events.BindInterdomainFromDom0(parts.StorePort, _ => ring?.GuestNotified());
+        ring = new XenstoreRing(domain.Memory, parts.Build.XenstorePfn, channel.Notify);
+        Store.IntroduceDomain(domain.Id, ring, parts.StorePort, parts.Build.XenstorePfn);
+    }
+
+    /// <summary>Writes control/shutdown, as libxl does to ask a PV guest to power off or reboot.</summary>
+    internal void WriteControlShutdown(Domain domain, string value)
+    {
+        lock (_xsLock) _xs.Write($"{DomainStoreLayout.DomainPath(domain.Id)}/control/shutdown", value);
+    }
+
     /// <summary>Renames a domain in the hypervisor and in xenstore.</summary>
     public void Rename(Domain domain, string newName)
     {
         Hypervisor.Rename(domain, newName);
-        DomainStoreLayout.Rename(_xs, domain);
+        lock (_xsLock) DomainStoreLayout.Rename(_xs, domain);
     }
 
     private void Restart(DomainPlan plan)
@@ -197,7 +228,7 @@ public sealed class Toolstack : IDisposable
     {
         try
         {
-            DomainStoreLayout.Remove(_xs, domain);
+            lock (_xsLock) DomainStoreLayout.Remove(_xs, domain);
             if (Store.IsDomainIntroduced(domain.Id)) Store.ReleaseDomain(domain.Id);
         }
         catch (XenstoreException e)
@@ -244,4 +275,11 @@ internal interface IDomainControl
 internal sealed class HvmDomainControl(HvmPlatform platform) : IDomainControl
 {
     public void RequestShutdown(ShutdownReason reason) => platform.Power.PressButton(reason);
+}
+
+/// <summary>A PV guest learns of a shutdown request from control/shutdown in xenstore (Linux: drivers/xen/manage.c).</summary>
+internal sealed class PvDomainControl(Toolstack toolstack, Domain domain) : IDomainControl
+{
+    public void RequestShutdown(ShutdownReason reason) =>
+        toolstack.WriteControlShutdown(domain, reason == ShutdownReason.Reboot ? "reboot" : "poweroff");
 }

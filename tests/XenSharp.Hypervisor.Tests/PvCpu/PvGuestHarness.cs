@@ -1,0 +1,100 @@
+using Iced.Intel;
+using XenSharp.Hypervisor.Pv;
+using XenSharp.Hypervisor.Pv.Cpu;
+using XenSharp.Hypervisor.Tests.Pv;
+
+namespace XenSharp.Hypervisor.Tests.PvCpu;
+
+/// <summary>Runs a tiny PV kernel (Iced-assembled code in a synthetic Xen ELF) on the emulator, through the whole PV stack.</summary>
+internal sealed class PvGuestHarness : IDisposable
+{
+    public XenHypervisor Hypervisor { get; }
+    public Domain Domain { get; }
+    public PvDomainParts Parts { get; }
+    private readonly ManualResetEventSlim _shutdown = new();
+
+    /// <summary>Runs a kernel image file (ELF or bzImage).</summary>
+    public PvGuestHarness(byte[] kernel, int vcpus, ulong memMiB, string cmdline)
+    {
+        Hypervisor = new XenHypervisor(new XenSharp.Emu.EmuAccelerator(), new HostMemory(8UL << 30, 0));
+        Hypervisor.DomainShutdown += d => _shutdown.Set();
+        Domain = Hypervisor.CreateDomain(new DomainCreateSpec("pvtest", DomainType.Pv, memMiB << 20, memMiB << 20, vcpus, vcpus));
+        Parts = PvDomainSetup.Compose(Domain, vcpus, kernel, cmdline);
+    }
+
+    public PvGuestHarness(Action<Assembler> code, int vcpus = 1, ulong memMiB = 64, string cmdline = "")
+    {
+        var elf = TestElf.Linux();
+        var a = new Assembler(64);
+        code(a);
+        var w = new Writer();
+        a.Assemble(w, elf.Entry);
+        var bytes = w.Bytes.ToArray();
+        if (bytes.Length > elf.Text.Length - 0x40) throw new InvalidOperationException("guest code too large");
+        Array.Clear(elf.Text);
+        bytes.CopyTo(elf.Text, 0x40);
+        Hypervisor = new XenHypervisor(new XenSharp.Emu.EmuAccelerator(), new HostMemory(8UL << 30, 0));
+        Hypervisor.DomainShutdown += d => _shutdown.Set();
+        Domain = Hypervisor.CreateDomain(new DomainCreateSpec("pvtest", DomainType.Pv, memMiB << 20, memMiB << 20, vcpus, vcpus));
+        Parts = PvDomainSetup.Compose(Domain, vcpus, elf.Build(), cmdline);
+    }
+
+    /// <summary>The guest's console ring output (Domain.Console).</summary>
+    public string Console => System.Text.Encoding.ASCII.GetString(Domain.Console.History());
+    /// <summary>CONSOLEIO_write output lands in the hypervisor log.</summary>
+    public string Log => string.Join("\n", Hypervisor.Log.Snapshot());
+    public PvPlatform Platform => Parts.Platform;
+
+    /// <summary>Runs the guest until it shuts down; returns false on timeout.</summary>
+    public bool Run(TimeSpan timeout)
+    {
+        Hypervisor.Start(Domain);
+        Domain.Unpause();
+        return _shutdown.Wait(timeout);
+    }
+
+    public void Dispose() => Hypervisor.Dispose();
+
+    private sealed class Writer : CodeWriter
+    {
+        public readonly List<byte> Bytes = new();
+        public override void WriteByte(byte value) => Bytes.Add(value);
+    }
+}
+
+/// <summary>Guest-side helpers: hypercalls by syscall, as a PV kernel issues them.</summary>
+internal static class GuestAsm
+{
+    public static void Hypercall(this Assembler a, int nr)
+    {
+        a.mov(AssemblerRegisters.eax, nr);
+        a.syscall();
+    }
+
+    /// <summary>console_io(CONSOLEIO_write, len, label).</summary>
+    public static void Print(this Assembler a, Label text, int len)
+    {
+        a.xor(AssemblerRegisters.edi, AssemblerRegisters.edi);
+        a.mov(AssemblerRegisters.esi, len);
+        a.lea(AssemblerRegisters.rdx, AssemblerRegisters.__[text]);
+        a.Hypercall(18);
+    }
+
+    /// <summary>sched_op(SCHEDOP_shutdown, &amp;reason) with the reason in a scratch slot on the stack.</summary>
+    public static void Shutdown(this Assembler a, int reason)
+    {
+        a.push(reason);
+        a.mov(AssemblerRegisters.edi, 2);
+        a.mov(AssemblerRegisters.rsi, AssemblerRegisters.rsp);
+        a.Hypercall(29);
+        a.ud2();
+    }
+
+    public static Label Text(this Assembler a, string s)
+    {
+        var l = a.CreateLabel();
+        a.Label(ref l);
+        a.db(System.Text.Encoding.ASCII.GetBytes(s));
+        return l;
+    }
+}
