@@ -49,6 +49,24 @@ public sealed class RealXldTests(E2eFixture f)
         Assert.Equal(HttpStatusCode.NoContent, (await Send(token, HttpMethod.Delete, $"/api/v1/vps/{id}")).StatusCode);
     }
 
+    [SkippableFact]
+    public async Task Host_health_reports_capacity_and_domains_made_outside_the_panel()
+    {
+        Skip.If(f.SkipReason is not null, f.SkipReason);
+        var cfg = Path.Combine(f.Xld.Dir, "by-hand.cfg");
+        await File.WriteAllTextAsync(cfg, $"name = \"by-hand\"\ntype = \"hvm\"\nkernel = \"{Repo.HvmGuest}\"\nmemory = 16\n");
+        f.Xld.Xl("create", cfg);
+        try
+        {
+            var admin = f.Panel.Token(f.AdminId, "read");
+            var h = JsonDocument.Parse(await (await Send(admin, HttpMethod.Get, $"/api/v1/admin/hosts/{f.HostId}/health")).Content.ReadAsStringAsync()).RootElement;
+            Assert.True(h.GetProperty("reachable").GetBoolean(), h.ToString());
+            Assert.True(h.GetProperty("info").GetProperty("totalMemoryMiB").GetInt64() > 0);
+            Assert.Contains("by-hand", h.GetProperty("unmanaged").EnumerateArray().Select(e => e.GetString()));
+        }
+        finally { f.Xld.Xl("destroy", "by-hand"); }
+    }
+
     internal static async Task ReadUntil(ClientWebSocket ws, StringBuilder seen, string want, TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);

@@ -4,7 +4,9 @@ using XenSharp.Panel.Xld;
 
 namespace XenSharp.Panel.Services;
 
-public sealed record HostHealth(bool Reachable, string? Version, XldHostInfo? Info, long CommittedMiB, string? Error);
+/// <summary>A host's state: reachability, capacity, and domains running there that the panel does not manage (made with xl directly).</summary>
+public sealed record HostHealth(bool Reachable, string? Version, XldHostInfo? Info, long CommittedMiB, string? Error,
+    int Domains = 0, IReadOnlyList<string>? Unmanaged = null);
 
 /// <summary>Validated create/update/delete of the admin-owned objects, each audited.</summary>
 public sealed class AdminService(Store store, XldClients xld)
@@ -20,7 +22,10 @@ public sealed class AdminService(Store store, XldClients xld)
             cts.CancelAfter(TimeSpan.FromSeconds(5));
             var version = await c.VersionAsync(cts.Token);
             var info = await c.InfoAsync(cts.Token);
-            return new HostHealth(true, version, info, store.HostCommittedMiB(h.Id), null);
+            var domains = (await c.ListAsync(cts.Token)).Where(d => d.Id != 0).ToList();
+            var managed = store.VpsOnHost(h.Id).Select(v => v.Name).ToHashSet();
+            return new HostHealth(true, version, info, store.HostCommittedMiB(h.Id), null, domains.Count,
+                domains.Select(d => d.Name).Where(n => !managed.Contains(n)).ToList());
         }
         catch (Exception e) when (e is XldException or OperationCanceledException or System.Text.Json.JsonException)
         {

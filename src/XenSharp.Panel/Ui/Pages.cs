@@ -479,7 +479,8 @@ public static class Pages
                 E(h.Name), E(h.Url),
                 hh.Reachable ? Badge("up") + $" <small>{E(hh.Info?.XenVersion)} {E(hh.Info?.Accelerator)}</small>" : Badge("down") + $" <small>{E(hh.Error)}</small>",
                 hh.Info is { } i ? $"{i.NrCpus} CPUs, {Mib((long)i.FreeMemoryMiB)} free of {Mib((long)i.TotalMemoryMiB)}" : "—",
-                Mib(hh.CommittedMiB) + " committed",
+                Mib(hh.CommittedMiB) + " committed" + (hh.Reachable ? $"<br><small>{hh.Domains} domains" +
+                    (hh.Unmanaged is { Count: > 0 } un ? $", not in the panel: {E(string.Join(", ", un))}" : "") + "</small>" : ""),
                 Form(ctx, $"/admin/hosts/{h.Id}/maintenance", BackField(ctx) + $"<input type=\"hidden\" name=\"on\" value=\"{(h.Maintenance ? 0 : 1)}\">" +
                     Button(h.Maintenance ? "In maintenance: reopen" : "Open: set maintenance", "link"), "inline"),
                 Form(ctx, $"/admin/hosts/{h.Id}/delete", BackField(ctx) + Button("Delete", "link"), "inline", $"Delete host {h.Name}?"),
