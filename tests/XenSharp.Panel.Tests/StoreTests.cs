@@ -1,0 +1,66 @@
+using XenSharp.Panel.Data;
+using XenSharp.Panel.Services;
+
+namespace XenSharp.Panel.Tests;
+
+public sealed class StoreTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "xsp-store-" + Guid.NewGuid().ToString("N")[..10]);
+    private readonly Store _s;
+    private readonly long _owner, _host, _tpl;
+    private readonly Plan _plan;
+
+    public StoreTests()
+    {
+        Directory.CreateDirectory(_dir);
+        var db = new Db($"Data Source={_dir}/p.db");
+        db.Migrate();
+        _s = new Store(db);
+        _owner = _s.CreateUser("owner", "x", Roles.Client, "");
+        _host = _s.CreateHost("h1", "http://127.0.0.1:9", "t", false);
+        _plan = _s.GetPlan(_s.CreatePlan(new Plan(0, "p", 64, 1, 1, 256, 0, 10, 0)))!;
+        _tpl = _s.CreateTemplate(new OsTemplate(0, "t", "hvm", "/k", "", "", ""));
+    }
+
+    [Fact]
+    public void Addresses_come_from_the_hosts_pool_first_then_a_shared_one_and_are_freed_with_the_vps()
+    {
+        _s.CreatePool(new IpPool(0, "shared", "198.51.100.0/24", "", "198.51.100.10", "198.51.100.10", null));
+        _s.CreatePool(new IpPool(0, "own", "192.0.2.0/30", "", "192.0.2.1", "192.0.2.2", _host));
+        var ips = Enumerable.Range(0, 4).Select(i => _s.GetVps(_s.CreateVps($"v{i}x", _owner, _host, _plan, _tpl), new User(0, "", "", Roles.Admin, "", null, false, 0, null, false, DateTime.UtcNow))!.Ip).ToList();
+        Assert.Equal(["192.0.2.1", "192.0.2.2", "198.51.100.10", null], ips);
+        var first = _s.AllVps().First(v => v.Ip == "192.0.2.1");
+        _s.DeleteVps(first.Id);
+        var again = _s.CreateVps("reuse", _owner, _host, _plan, _tpl);
+        Assert.Equal("192.0.2.1", _s.AllVps().Single(v => v.Id == again).Ip);
+    }
+
+    [Fact]
+    public void Traffic_accounting_adds_counter_deltas_per_month_and_survives_a_counter_reset()
+    {
+        var id = _s.CreateVps("traffic", _owner, _host, _plan, _tpl);
+        var t = new TrafficAccounting(_s);
+        t.Observe(id, null, null); // no counters from the host: nothing recorded
+        t.Observe(id, 1000, 500);
+        t.Observe(id, 1500, 700);
+        t.Observe(id, 200, 100); // the domain restarted: its counters began again
+        var month = TrafficAccounting.MonthOf(DateTime.UtcNow);
+        Assert.Equal(new Traffic(month, 1700, 800), _s.GetTraffic(id, month));
+    }
+
+    [Theory]
+    [InlineData("10.0.0.0/24", "10.0.0.10", "10.0.0.20", true)]
+    [InlineData("10.0.0.0/24", "10.0.1.10", "10.0.1.20", false)]
+    [InlineData("10.0.0.5/24", "10.0.0.10", "10.0.0.20", false)]
+    [InlineData("10.0.0.0/24", "10.0.0.30", "10.0.0.20", false)]
+    [InlineData("10.0.0.0/40", "10.0.0.1", "10.0.0.2", false)]
+    [InlineData("::1/128", "::1", "::1", false)]
+    public void Pool_ranges_must_lie_in_their_cidr(string cidr, string start, string end, bool ok) =>
+        Assert.Equal(ok, IpRange.Validate(cidr, start, end) is null);
+
+    public void Dispose()
+    {
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+}
