@@ -8,6 +8,7 @@ APT_PACKAGES=(
   xenstore-utils           # Xen's xenstore clients, to check our xenstored against them
   lz4 xz-utils zstd        # kernel payload formats
   busybox-static cpio e2fsprogs  # guest initramfs and root filesystem images
+  chromium                 # the panel's browser tests (driven headless; nothing downloads a browser)
 )
 
 missing=()
