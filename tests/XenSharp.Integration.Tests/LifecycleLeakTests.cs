@@ -5,7 +5,12 @@ using XenSharp.Hypervisor.Hvm;
 
 namespace XenSharp.Integration.Tests;
 
+/// <summary>The leak counts read this process's fds and threads, so nothing else may run alongside.</summary>
+[CollectionDefinition(nameof(AloneInProcess), DisableParallelization = true)]
+public sealed class AloneInProcess;
+
 /// <summary>Creating and destroying domains over and over gives back every fd, thread and page.</summary>
+[Collection(nameof(AloneInProcess))]
 public sealed class LifecycleLeakTests
 {
     private static int Fds() => Directory.GetFiles("/proc/self/fd").Length;
