@@ -116,3 +116,6 @@ public sealed record XenstoreArgs(string Op, string Path, string? Value = null);
 
 /// <summary>One node of an <c>ls</c>: its path relative to the listed one, value and permissions.</summary>
 public sealed record XenstoreNodeInfo(string Path, string Value, string Perms);
+
+/// <summary><c>xl mem-set</c> / <c>xl mem-max</c>: a size in Xen's syntax (a number of MiB, or with a b/k/m/g suffix).</summary>
+public sealed record MemArgs(string Domain, string Size);

@@ -23,6 +23,9 @@ public static class XlCommands
          dmesg               Read and/or clear dmesg buffer
          info                Get information about Xen host
          uptime              Print uptime for all/some domains
+         mem-set             Set the current memory usage for a domain
+         mem-max             Set the maximum amount reservation for a domain
+         top                 Monitor a host and the domains in real time
          sched-credit        Get/set credit scheduler parameters
          vcpu-list           List the VCPUs for all/some domains
          vcpu-pin            Set which CPUs a VCPU can use
@@ -62,6 +65,8 @@ public static class XlCommands
                 "rename" => await Rename(xld, a),
                 "dmesg" => await Dmesg(xld, a, stdout),
                 "uptime" => await Uptime(xld, a, stdout),
+                "mem-set" or "mem-max" => a.Length == 2 ? await Mem(xld, verb, a) : throw new UsageException($"Usage: xl {verb} <Domain> <MemMB['b'[bytes]|'k'[KB]|'g'[GB]|'t'[TB]]>"),
+                "top" => await Top.RunAsync(xld, a, stdout),
                 "sched-credit" => await SchedCredit(xld, a, stdout),
                 "vcpu-list" => await VcpuList(xld, a, stdout),
                 "vcpu-pin" => await VcpuPin(xld, a),
@@ -181,6 +186,12 @@ public static class XlCommands
         var doms = a.Where(x => !x.StartsWith('-')).ToArray();
         if (doms.Length != 1) throw new UsageException($"Usage: xl {usage}");
         await xld.CallCheckedAsync(command, args is null ? new DomainArgs(doms[0]) : args(doms[0]));
+        return 0;
+    }
+
+    private static async Task<int> Mem(XldClient xld, string verb, string[] a)
+    {
+        await xld.CallCheckedAsync(verb, new MemArgs(a[0], a[1]));
         return 0;
     }
 

@@ -17,9 +17,11 @@ public sealed record Outcome(Response Response, Func<Stream, LineReader, Cancell
 /// </summary>
 public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens, Action<string> audit)
 {
+    public Toolstack.Toolstack Toolstack => toolstack;
+
     /// <summary>Commands that change something: audited, and refused to read-only tokens.</summary>
     public static readonly IReadOnlySet<string> Mutating = new HashSet<string>
-        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin", "xenstore" };
+        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin", "xenstore", "mem-set", "mem-max" };
 
     /// <summary>Commands only root on the unix socket may use: token management.</summary>
     public static readonly IReadOnlySet<string> LocalOnly = new HashSet<string> { "token-create", "token-list", "token-revoke" };
@@ -49,6 +51,8 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
                 "vcpu-pin" => VcpuPin(Args<VcpuPinArgs>(request)),
                 "vcpu-list" => Ok(VcpuList(request.ArgsAs<VcpuListArgs>() ?? new VcpuListArgs())),
                 "xenstore" => Xenstore(Args<XenstoreArgs>(request)),
+                "mem-set" => Do(Args<MemArgs>(request) is var m ? new DomainArgs(m.Domain) : null!, d => toolstack.SetMemoryTarget(d, MemorySize.Parse(m.Size))),
+                "mem-max" => Do(Args<MemArgs>(request) is var mx ? new DomainArgs(mx.Domain) : null!, d => toolstack.SetMaximumMemory(d, MemorySize.Parse(mx.Size))),
                 "token-create" => Ok(CreateToken(Args<TokenCreateArgs>(request), caller)),
                 "token-list" => Ok(tokens.List().Select(t => new TokenSummary(t.Name, t.Scope.ToString().ToLowerInvariant(), t.CreatedUtc)).ToArray()),
                 "token-revoke" => RevokeToken(Args<TokenNameArgs>(request)),
@@ -245,6 +249,29 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
                 linked.Cancel();
             }
         });
+    }
+}
+
+/// <summary>Sizes as xl takes them: a number of MiB, or a number with a b, k, m, g or t suffix.</summary>
+public static class MemorySize
+{
+    public static ulong Parse(string text)
+    {
+        var t = text.Trim().ToLowerInvariant();
+        int shift = 20;
+        if (t.Length > 0 && char.IsLetter(t[^1]))
+        {
+            shift = t[^1] switch
+            {
+                'b' => 0, 'k' => 10, 'm' => 20, 'g' => 30, 't' => 40,
+                _ => throw new ArgumentException($"memory size '{text}': unknown suffix '{t[^1]}' (use b, k, m, g or t)"),
+            };
+            t = t[..^1];
+        }
+        if (!ulong.TryParse(t, out ulong n) || n == 0 || n > (ulong.MaxValue >> shift))
+            throw new ArgumentException($"memory size '{text}': expected a positive whole number, optionally with a b/k/m/g/t suffix");
+        ulong bytes = n << shift;
+        return (bytes + 4095) & ~4095UL;
     }
 }
 

@@ -87,6 +87,13 @@ public sealed class HttpApi : IAsyncDisposable
             if (ws.State == WebSocketState.Open)
                 await ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "console closed", CancellationToken.None);
         });
+        // Prometheus text format, for the panel's graphs and any monitoring system (bearer token, read scope is enough).
+        _app.MapGet("/metrics", (HttpContext http) =>
+        {
+            var who = Authorize(http, tokens, "metrics");
+            if (who.Failure is { } failure) return failure;
+            return Results.Text(Metrics.Render(api.Toolstack), "text/plain; version=0.0.4");
+        });
         log($"HTTP API on {(certPath is null ? "http" : "https")}://{listen}/api/v1/");
     }
 

@@ -137,6 +137,22 @@ public sealed class XenHypervisor : IDisposable
         }
     }
 
+    /// <summary>Sets the memory the domain should have (its balloon target); the guest acts on it.</summary>
+    public void SetTarget(Domain domain, ulong bytes)
+    {
+        if (bytes > domain.MaxBytes) throw new ArgumentException($"target {bytes >> 20} MiB exceeds maxmem {domain.MaxBytes >> 20} MiB");
+        domain.TargetBytes = bytes;
+        Log.Write($"d{domain.Id} ({domain.Name}): memory target {bytes >> 20} MiB");
+    }
+
+    /// <summary>Changes the domain's maximum memory; its host reservation follows, or nothing changes.</summary>
+    public void SetMaximum(Domain domain, ulong bytes)
+    {
+        HostMemory.Reserve(domain.Id, domain.Name, bytes);
+        domain.MaxBytes = bytes;
+        Log.Write($"d{domain.Id} ({domain.Name}): maxmem {bytes >> 20} MiB");
+    }
+
     public void Rename(Domain domain, string newName)
     {
         lock (_lock)

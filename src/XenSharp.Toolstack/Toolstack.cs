@@ -230,6 +230,28 @@ public sealed class Toolstack : IDisposable
         lock (_xsLock) _xs.Write($"{DomainStoreLayout.DomainPath(domain.Id)}/control/shutdown", value);
     }
 
+    /// <summary>
+    /// <c>xl mem-set</c>: the domain's new target. It is written to memory/target (kB), which the guest's balloon
+    /// driver watches; the guest then gives pages back or takes them. Refused above maxmem.
+    /// </summary>
+    public void SetMemoryTarget(Domain domain, ulong bytes)
+    {
+        if (bytes < 16UL << 20) throw new ToolstackException($"memory target {bytes >> 20} MiB is below the 16 MiB a guest needs");
+        if (bytes > domain.MaxBytes)
+            throw new ToolstackException($"memory target {bytes >> 20} MiB is above domain {domain.Id}'s maxmem of {domain.MaxBytes >> 20} MiB (raise it with xl mem-max)");
+        Hypervisor.SetTarget(domain, bytes);
+        lock (_xsLock) _xs.Write($"{DomainStoreLayout.DomainPath(domain.Id)}/memory/target", (bytes >> 10).ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary><c>xl mem-max</c>: the most the domain may balloon up to; the host reservation follows, or the change is refused.</summary>
+    public void SetMaximumMemory(Domain domain, ulong bytes)
+    {
+        if (bytes < domain.TargetBytes)
+            throw new ToolstackException($"maxmem {bytes >> 20} MiB is below domain {domain.Id}'s current target of {domain.TargetBytes >> 20} MiB (lower it with xl mem-set first)");
+        Hypervisor.SetMaximum(domain, bytes);
+        lock (_xsLock) _xs.Write($"{DomainStoreLayout.DomainPath(domain.Id)}/memory/static-max", (bytes >> 10).ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     /// <summary>Renames a domain in the hypervisor and in xenstore.</summary>
     public void Rename(Domain domain, string newName)
     {

@@ -1,0 +1,73 @@
+using System.Net.Http.Headers;
+
+namespace XenSharp.Integration.Tests;
+
+/// <summary>xl mem-set / mem-max, xl top and the Prometheus endpoint against a real xld.</summary>
+public sealed class ResourceTests : IClassFixture<XldFixture>
+{
+    private readonly XldFixture _xld;
+
+    public ResourceTests(XldFixture xld) => _xld = xld;
+
+    private string Create(string name, string extra = "")
+    {
+        Skip.IfNot(File.Exists(Paths.HvmGuest), $"{Paths.HvmGuest} is not built (run make -C guests)");
+        var cfg = Path.Combine(_xld.Directory, $"{name}.cfg");
+        File.WriteAllText(cfg, $"name=\"{name}\"\ntype=\"hvm\"\nkernel=\"{Paths.HvmGuest}\"\nmemory=32\nmaxmem=64\n{extra}\n");
+        var r = _xld.Xl("create", cfg);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        return _xld.Xl("list", name).Stdout.Split('\n')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
+    }
+
+    [SkippableFact]
+    public void MemSetAndMemMaxChangeTargetsWithinLimits()
+    {
+        string id = Create("mem-a");
+        Assert.Equal(0, _xld.Xl("mem-set", "mem-a", "48").ExitCode);
+        Assert.Equal("49152", _xld.Xl("xenstore-read", $"/local/domain/{id}/memory/target").Stdout.Trim());
+        Assert.Equal("48", _xld.Xl("list", "mem-a").Stdout.Split('\n')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[2]);
+
+        var over = _xld.Xl("mem-set", "mem-a", "128m");
+        Assert.Equal(1, over.ExitCode);
+        Assert.Contains("above domain", over.Stderr);
+        Assert.Equal(1, _xld.Xl("mem-set", "mem-a", "12x").ExitCode);
+
+        long free0 = long.Parse(System.Text.RegularExpressions.Regex.Match(_xld.Xl("info").Stdout, @"free_memory\s+: (\d+)").Groups[1].Value);
+        Assert.Equal(0, _xld.Xl("mem-max", "mem-a", "1g").ExitCode);
+        long free1 = long.Parse(System.Text.RegularExpressions.Regex.Match(_xld.Xl("info").Stdout, @"free_memory\s+: (\d+)").Groups[1].Value);
+        Assert.Equal(1024 - 64, free0 - free1);
+        Assert.Equal("1048576", _xld.Xl("xenstore-read", $"/local/domain/{id}/memory/static-max").Stdout.Trim());
+        var below = _xld.Xl("mem-max", "mem-a", "16");
+        Assert.Equal(1, below.ExitCode);
+        Assert.Contains("below domain", below.Stderr);
+        var huge = _xld.Xl("mem-max", "mem-a", "64t");
+        Assert.Equal(1, huge.ExitCode);
+        Assert.Contains("host memory is free", huge.Stderr);
+        Assert.Equal(0, _xld.Xl("destroy", "mem-a").ExitCode);
+    }
+
+    [SkippableFact]
+    public void TopInBatchModePrintsFramesWithXentopsColumns()
+    {
+        Create("top-a");
+        var r = _xld.Xl("top", "-b", "-i", "2", "-d", "0.5");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(2, r.Stdout.Split('\n').Count(l => l.TrimStart().StartsWith("NAME  STATE   CPU(sec) CPU(%)")));
+        Assert.Matches(@"top-a\s+[-rbpscd]{6}\s+\d+\s+[\d.]+\s+32768", r.Stdout);
+        Assert.Equal(0, _xld.Xl("destroy", "top-a").ExitCode);
+    }
+
+    [SkippableFact]
+    public async Task MetricsAreServedInPrometheusFormat()
+    {
+        Create("metrics-a");
+        string token = _xld.Xl("token-create", "metrics", "--scope", "read").Stdout.Trim();
+        using var http = new HttpClient();
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        var text = await http.GetStringAsync($"http://127.0.0.1:{_xld.HttpPort}/metrics");
+        Assert.Contains("# TYPE xensharp_domain_cpu_seconds_total counter", text);
+        Assert.Matches(@"xensharp_domain_memory_target_bytes\{domain=""metrics-a"",domid=""\d+""\} 33554432", text);
+        Assert.Matches(@"xensharp_host_free_memory_bytes \d+", text);
+        Assert.Equal(0, _xld.Xl("destroy", "metrics-a").ExitCode);
+    }
+}
