@@ -135,6 +135,12 @@ public sealed class BackendManager(XenstoreClient xs) : IDisposable
         return all.Count;
     }
 
+    /// <summary>The backend object of a vbd (counters, state), or null.</summary>
+    public VbdBackend? FindDisk(uint domid, uint devid) { lock (_lock) return _disks.GetValueOrDefault((domid, devid)); }
+
+    /// <summary>The backend object of a vif (counters, switch port), or null.</summary>
+    public VifBackend? FindNic(uint domid, uint devid) { lock (_lock) return _nics.GetValueOrDefault((domid, devid)); }
+
     public IReadOnlyList<DiskInfo> ListDisks(uint? domid = null)
     {
         lock (_lock) return _disks.Values.Where(b => domid is null || b.FrontendDomid == domid).OrderBy(b => b.FrontendDomid).ThenBy(b => b.DevId).Select(Info).ToList();

@@ -8,7 +8,7 @@ namespace XenSharp.Dom0.Tests.Net;
 /// socket bound to it), and frames the host transmits on the interface come back out of the TAP into the switch.
 /// Skipped with the reason when /dev/net/tun or the privileges are missing.
 /// </summary>
-public sealed unsafe partial class TapPortTests(Xunit.Abstractions.ITestOutputHelper output)
+public sealed unsafe partial class TapPortTests
 {
     [LibraryImport("libc", SetLastError = true)]
     private static partial int socket(int domain, int type, int protocol);
@@ -48,19 +48,19 @@ public sealed unsafe partial class TapPortTests(Xunit.Abstractions.ITestOutputHe
         return s;
     }
 
-    [Fact]
+    [SkippableFact]
     public void FramesCrossTheTapBothWays()
     {
         string name = "xst" + Environment.ProcessId % 100000;
         var tap = TapPort.TryCreate(name, null, out string? reason);
-        if (tap is null) { output.WriteLine($"SKIPPED: {reason}"); return; }
-        using var _ = tap;
+        Skip.If(tap is null, $"TAP unavailable: {reason}");
+        using var _ = tap!;
         var sw = new VirtualSwitch("tap");
         var sink = new Sink();
-        sw.Attach(tap);
+        sw.Attach(tap!);
         sw.Attach(sink);
         int ps = PacketSocket(name);
-        if (ps < 0) { output.WriteLine($"SKIPPED: no AF_PACKET socket (errno {Marshal.GetLastPInvokeError()})"); return; }
+        Skip.If(ps < 0, $"no AF_PACKET socket (errno {Marshal.GetLastPInvokeError()})");
         try
         {
             byte[] src = [0x00, 0x16, 0x3e, 1, 2, 3];
@@ -77,7 +77,7 @@ public sealed unsafe partial class TapPortTests(Xunit.Abstractions.ITestOutputHe
                 seen = buf.AsSpan(0, (int)n).SequenceEqual(frame);
             }
             Assert.True(seen, "the frame did not appear on the host interface");
-            Assert.Equal(1, tap.TxPackets);
+            Assert.Equal(1, tap!.TxPackets);
 
             // Host interface → TAP → switch.
             byte[] back = [.. src, 0x00, 0x16, 0x3e, 9, 9, 9, 0x88, 0xb5, .. Enumerable.Range(0, 50).Select(i => (byte)(i * 3))];
@@ -88,27 +88,27 @@ public sealed unsafe partial class TapPortTests(Xunit.Abstractions.ITestOutputHe
         finally { close(ps); }
     }
 
-    [Fact]
+    [SkippableFact]
     public void MissingBridgeIsReported()
     {
         var tap = TapPort.TryCreate("xsu" + Environment.ProcessId % 100000, "xs-no-such-br", out string? reason);
-        if (tap is null && reason!.Contains("/dev/net/tun")) { output.WriteLine($"SKIPPED: {reason}"); return; }
+        Skip.If(tap is null && reason!.Contains("/dev/net/tun"), $"TAP unavailable: {reason}");
         Assert.Null(tap);
         Assert.Contains("xs-no-such-br", reason);
         Assert.Null(TapPort.TryCreate("a-name-that-is-far-too-long", null, out reason));
         Assert.Contains("15", reason);
     }
 
-    [Fact]
+    [SkippableFact]
     public void JoinsALinuxBridge()
     {
         string br = "xsb" + Environment.ProcessId % 100000, tapName = "xsv" + Environment.ProcessId % 100000;
-        if (!Ip($"link add name {br} type bridge")) { output.WriteLine("SKIPPED: cannot create a Linux bridge"); return; }
+        Skip.IfNot(Ip($"link add name {br} type bridge"), "cannot create a Linux bridge (needs CAP_NET_ADMIN)");
         try
         {
             var tap = TapPort.TryCreate(tapName, br, out string? reason);
-            if (tap is null) { output.WriteLine($"SKIPPED: {reason}"); return; }
-            using var _ = tap;
+            Skip.If(tap is null, $"TAP unavailable: {reason}");
+            using var _ = tap!;
             var master = Path.GetFileName(new FileInfo($"/sys/class/net/{tapName}/master").LinkTarget ?? "");
             Assert.Equal(br, master);
         }
