@@ -1,6 +1,7 @@
 using System.Globalization;
 using XenSharp.Dom0.Xenbus;
 using XenSharp.Dom0.Xenstore;
+using XenSharp.Accel;
 using XenSharp.Hypervisor;
 using XenSharp.Hypervisor.Pv;
 
@@ -163,6 +164,17 @@ public sealed class VbdBackend : XenbusBackend
 
     private void Work()
     {
+        try { Serve(); }
+        catch (Exception e) when (e is ObjectDisposedException or GuestMemoryException or InvalidOperationException or IOException)
+        {
+            // The guest went away under us (or its memory did): stop this device only.
+            _stop = true;
+            FailAsync($"backend stopped: {e.Message}");
+        }
+    }
+
+    private void Serve()
+    {
         var ring = _ring!;
         var ch = _evtchn!;
         while (!_stop)
@@ -172,7 +184,7 @@ public sealed class VbdBackend : XenbusBackend
             {
                 long n = ring.Unconsumed(out _);
                 if (n < 0) { Overrun(); return; }
-                for (long i = 0; i < n && !_stop; i++)
+                for (long i = 0; i < n && !_stop && !_domain.IsDying; i++)
                 {
                     var req = ring.ReadRequest<BlkifRequest>(ring.ReqCons);
                     ring.ReqCons++;
@@ -205,13 +217,13 @@ public sealed class VbdBackend : XenbusBackend
             case Blkif.OpWriteBarrier:
             case Blkif.OpFlushDiskcache:
                 {
-                    // A barrier/flush with data writes it first, then makes everything stable.
-                    if (req.Operation == Blkif.OpWriteBarrier && req.NrSegments > 0)
+                    // Linux blkfront sends both with or without data (a FUA write carries segments): write the data
+                    // first, then make everything stable before answering.
+                    if (req.NrSegments > 0)
                     {
                         short s = ReadWrite(req, forceWrite: true);
                         if (s != Blkif.RspOkay) return s;
                     }
-                    else if (req.NrSegments != 0) return Blkif.RspError;
                     Interlocked.Increment(ref Stats.FlushRequests);
                     if (_image.ReadOnly) return Blkif.RspOkay;
                     try { _image.Flush(); return Blkif.RspOkay; }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using XenSharp.Dom0.Xenbus;
 using XenSharp.Dom0.Xenstore;
+using XenSharp.Accel;
 using XenSharp.Hypervisor;
 using XenSharp.Hypervisor.Pv;
 
@@ -190,11 +191,21 @@ public sealed class VifBackend : XenbusBackend
 
     private void Work()
     {
+        try { Serve(); }
+        catch (Exception e) when (e is ObjectDisposedException or GuestMemoryException or InvalidOperationException)
+        {
+            _stop = true;
+            FailAsync($"backend stopped: {e.Message}");
+        }
+    }
+
+    private void Serve()
+    {
         var tx = _tx!;
         var rx = _rx!;
         var ch = _evtchn!;
         var pv = PvDomainState.Of(_domain)!;
-        while (!_stop)
+        while (!_stop && !_domain.IsDying)
         {
             int wait = 1000;
             // ---- transmit (guest → switch)

@@ -187,7 +187,12 @@ public sealed class BlkbackTests : IDisposable
         g.Page(bp[0]).Fill(0x5A);
         Assert.Equal(Blkif.RspOkay, fe.Submit(b).Status);
         Assert.All(ReadFile(path, 16 * 512, 4096), x => Assert.Equal(0x5A, x));
-        Assert.Equal(2, fe.Be.Stats.FlushRequests);
+        // A FUA write: flush with data.
+        var (fu, fp) = fe.Rw(Blkif.OpFlushDiskcache, 24, (0, 3));
+        g.Page(fp[0]).Fill(0x3C);
+        Assert.Equal(Blkif.RspOkay, fe.Submit(fu).Status);
+        Assert.All(ReadFile(path, 24 * 512, 2048), x => Assert.Equal(0x3C, x));
+        Assert.Equal(3, fe.Be.Stats.FlushRequests);
     }
 
     [Fact]
@@ -272,7 +277,7 @@ public sealed class BlkbackTests : IDisposable
         Assert.Equal(Blkif.RspError, Try(r));
         Assert.Equal(Blkif.RspEopnotsupp, Try(new BlkifRequest { Operation = Blkif.OpIndirect }));
         Assert.Equal(Blkif.RspEopnotsupp, Try(new BlkifRequest { Operation = 200 }));
-        Assert.Equal(Blkif.RspError, Try(new BlkifRequest { Operation = Blkif.OpFlushDiskcache, NrSegments = 3 }));
+        Assert.Equal(Blkif.RspError, Try(new BlkifRequest { Operation = Blkif.OpFlushDiskcache, NrSegments = 3 })); // gref 0: not granted
         Assert.Equal(before, SHA256.HashData(RawFile.ReadAll(path)));
         Assert.Equal(1, g.Pv.Grants.InUseCount); // only the ring
 
