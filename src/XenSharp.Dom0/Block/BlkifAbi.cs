@@ -26,6 +26,10 @@ public static class Blkif
     public const uint VdiskRemovable = 2;
     public const uint VdiskReadonly = 4;
 
+    public const int MaxIndirectPagesPerRequest = 8;
+    /// <summary>BLKIF_SEGS_PER_INDIRECT_FRAME for 4 KiB pages.</summary>
+    public const int SegsPerIndirectFrame = 4096 / 8;
+
     /// <summary>sizeof(union blkif_sring_entry): the request is the larger member.</summary>
     public const int EntrySize = 112;
 }
@@ -76,4 +80,23 @@ public struct BlkifResponse
     [FieldOffset(0)] public ulong Id;
     [FieldOffset(8)] public byte Operation;
     [FieldOffset(10)] public short Status;
+}
+
+[System.Runtime.CompilerServices.InlineArray(Blkif.MaxIndirectPagesPerRequest)]
+public struct BlkifIndirectGrefs
+{
+    private uint _e;
+}
+
+/// <summary>struct blkif_request_indirect (x86_64): 64 bytes.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+public struct BlkifRequestIndirect
+{
+    [FieldOffset(0)] public byte Operation;
+    [FieldOffset(1)] public byte IndirectOp;
+    [FieldOffset(2)] public ushort NrSegments;
+    [FieldOffset(8)] public ulong Id;
+    [FieldOffset(16)] public ulong SectorNumber;
+    [FieldOffset(24)] public ushort Handle;
+    [FieldOffset(28)] public BlkifIndirectGrefs IndirectGrefs;
 }

@@ -10,14 +10,14 @@ namespace XenSharp.Dom0.Block;
 /// <summary>Counters of one vbd (for xl top / the panel).</summary>
 public sealed class VbdStats
 {
-    public long ReadRequests, WriteRequests, FlushRequests, DiscardRequests, Errors, SectorsRead, SectorsWritten;
+    public long IndirectRequests, ReadRequests, WriteRequests, FlushRequests, DiscardRequests, Errors, SectorsRead, SectorsWritten;
 }
 
 /// <summary>
 /// blkback for one vbd: the xenbus handshake, the blkif ring over a granted page, and a worker thread that reads
 /// each request once into a local copy, validates it and performs it on the <see cref="DiskImage"/>.
-/// Advertises flush-cache, barrier and (for regular files) discard; no indirect segments (BLKIF_OP_INDIRECT is
-/// answered with EOPNOTSUPP), no persistent grants, no multi-page rings.
+/// Advertises flush-cache, barrier, indirect segments (up to 256) and (for regular files) discard; no persistent
+/// grants, no multi-page rings, no multi-queue.
 /// </summary>
 public sealed class VbdBackend : XenbusBackend
 {
@@ -31,7 +31,10 @@ public sealed class VbdBackend : XenbusBackend
     private Thread? _worker;
     private volatile bool _stop;
     private readonly AutoResetEvent _kick = new(false);
-    private readonly byte[] _buf = new byte[Blkif.MaxSegmentsPerRequest * 4096];
+    /// <summary>feature-max-indirect-segments (Xen's blkback offers 256).</summary>
+    public const int MaxIndirectSegments = 256;
+    private readonly byte[] _buf = new byte[MaxIndirectSegments * 4096];
+    private readonly BlkifSegment[] _indirectSegs = new BlkifSegment[MaxIndirectSegments];
 
     public VbdBackend(XenstoreClient xs, Domain domain, uint devid, DiskImage image, string target, bool cdrom = false)
         : base(xs, domain.Id, "vbd", devid)
@@ -69,6 +72,7 @@ public sealed class VbdBackend : XenbusBackend
         yield return ("feature-flush-cache", "1");
         yield return ("feature-barrier", "1");
         yield return ("feature-persistent", "0");
+        yield return ("feature-max-indirect-segments", MaxIndirectSegments.ToString(CultureInfo.InvariantCulture));
         if (_image.CanDiscard)
         {
             yield return ("feature-discard", "1");
@@ -239,6 +243,8 @@ public sealed class VbdBackend : XenbusBackend
                     try { _image.Discard((long)d.SectorNumber * 512, (long)d.NrSectors * 512); return Blkif.RspOkay; }
                     catch (IOException) { return Blkif.RspError; }
                 }
+            case Blkif.OpIndirect:
+                return Indirect(req);
             default:
                 return Blkif.RspEopnotsupp;
         }
@@ -246,19 +252,52 @@ public sealed class VbdBackend : XenbusBackend
 
     private short ReadWrite(in BlkifRequest req, bool forceWrite = false)
     {
-        bool write = forceWrite || req.Operation == Blkif.OpWrite;
         int nseg = req.NrSegments;
         if (nseg < 1 || nseg > Blkif.MaxSegmentsPerRequest) return Blkif.RspError;
+        Span<BlkifSegment> segs = stackalloc BlkifSegment[nseg];
+        for (int i = 0; i < nseg; i++) segs[i] = req.Seg[i];
+        return Transfer(forceWrite || req.Operation == Blkif.OpWrite, req.SectorNumber, segs);
+    }
+
+    /// <summary>BLKIF_OP_INDIRECT: the segments live in granted pages; copy them out once, then do the I/O.</summary>
+    private short Indirect(in BlkifRequest req)
+    {
+        var span = System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<BlkifRequest>(in req));
+        var ind = System.Runtime.InteropServices.MemoryMarshal.Read<BlkifRequestIndirect>(span);
+        if (ind.IndirectOp is not (Blkif.OpRead or Blkif.OpWrite)) return Blkif.RspError;
+        int nseg = ind.NrSegments;
+        if (nseg < 1 || nseg > MaxIndirectSegments) return Blkif.RspError;
+        int pages = (nseg + Blkif.SegsPerIndirectFrame - 1) / Blkif.SegsPerIndirectFrame;
+        var pv = PvDomainState.Of(_domain);
+        if (pv is null) return Blkif.RspError;
+        var segs = _indirectSegs.AsSpan(0, nseg);
+        try
+        {
+            for (int p = 0; p < pages; p++)
+            {
+                using var m = pv.Grants.MapForBackend(ind.IndirectGrefs[p], readOnly: true);
+                int n = Math.Min(Blkif.SegsPerIndirectFrame, nseg - p * Blkif.SegsPerIndirectFrame);
+                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, BlkifSegment>(m.Page)[..n].CopyTo(segs[(p * Blkif.SegsPerIndirectFrame)..]);
+            }
+        }
+        catch (GrantException) { return Blkif.RspError; }
+        Interlocked.Increment(ref Stats.IndirectRequests);
+        return Transfer(ind.IndirectOp == Blkif.OpWrite, ind.SectorNumber, segs);
+    }
+
+    private short Transfer(bool write, ulong sector, ReadOnlySpan<BlkifSegment> segs)
+    {
+        int nseg = segs.Length;
         if (write && _image.ReadOnly) return Blkif.RspError;
         ulong total = 0;
         for (int i = 0; i < nseg; i++)
         {
-            var s = req.Seg[i];
+            var s = segs[i];
             if (s.FirstSect > s.LastSect || s.LastSect >= Blkif.SectorsPerPage) return Blkif.RspError;
             total += (ulong)(s.LastSect - s.FirstSect + 1);
         }
-        if (req.SectorNumber > _image.Sectors || total > _image.Sectors - req.SectorNumber) return Blkif.RspError;
-        long offset = (long)req.SectorNumber * Blkif.SectorSize;
+        if (sector > _image.Sectors || total > _image.Sectors - sector) return Blkif.RspError;
+        long offset = (long)sector * Blkif.SectorSize;
         int len = (int)total * Blkif.SectorSize;
         var buf = _buf.AsSpan(0, len);
         var pv = PvDomainState.Of(_domain);
@@ -270,7 +309,7 @@ public sealed class VbdBackend : XenbusBackend
                 int at = 0;
                 for (int i = 0; i < nseg; i++)
                 {
-                    var s = req.Seg[i];
+                    var s = segs[i];
                     int b = s.FirstSect * 512, n = (s.LastSect - s.FirstSect + 1) * 512;
                     using var m = pv.Grants.MapForBackend(s.Gref, readOnly: true);
                     m.Page.Slice(b, n).CopyTo(buf.Slice(at, n));
@@ -287,12 +326,12 @@ public sealed class VbdBackend : XenbusBackend
                 int got = 0;
                 try
                 {
-                    for (; got < nseg; got++) maps[got] = pv.Grants.MapForBackend(req.Seg[got].Gref, readOnly: false);
+                    for (; got < nseg; got++) maps[got] = pv.Grants.MapForBackend(segs[got].Gref, readOnly: false);
                     _image.Read(offset, buf);
                     int at = 0;
                     for (int i = 0; i < nseg; i++)
                     {
-                        var s = req.Seg[i];
+                        var s = segs[i];
                         int b = s.FirstSect * 512, n = (s.LastSect - s.FirstSect + 1) * 512;
                         buf.Slice(at, n).CopyTo(maps[i].Page.Slice(b, n));
                         at += n;

@@ -275,7 +275,7 @@ public sealed class BlkbackTests : IDisposable
         (r, var rp) = fe.Rw(Blkif.OpRead, 0, (0, 7));
         r.Seg[0].Gref = g.Grant(rp[0], ro: true);
         Assert.Equal(Blkif.RspError, Try(r));
-        Assert.Equal(Blkif.RspEopnotsupp, Try(new BlkifRequest { Operation = Blkif.OpIndirect }));
+        Assert.Equal(Blkif.RspError, Try(new BlkifRequest { Operation = Blkif.OpIndirect })); // no segments
         Assert.Equal(Blkif.RspEopnotsupp, Try(new BlkifRequest { Operation = 200 }));
         Assert.Equal(Blkif.RspError, Try(new BlkifRequest { Operation = Blkif.OpFlushDiskcache, NrSegments = 3 })); // gref 0: not granted
         Assert.Equal(before, SHA256.HashData(RawFile.ReadAll(path)));
@@ -415,6 +415,55 @@ public sealed class BlkbackTests : IDisposable
         var (r, _) = fe2.Rw(Blkif.OpRead, 0, (0, 7));
         Assert.Equal(Blkif.RspOkay, fe2.Submit(r).Status);
         _ = fe;
+    }
+
+    private static BlkifRequest AsRequest(BlkifRequestIndirect ind) =>
+        System.Runtime.InteropServices.MemoryMarshal.Read<BlkifRequest>(
+            [.. System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<BlkifRequestIndirect>(in ind)), .. new byte[48]]);
+
+    [Fact]
+    public void IndirectSegmentsRoundTrip()
+    {
+        var g = _h.NewGuest();
+        var path = Image();
+        var be = Attach(g, path);
+        Assert.Equal("256", _h.Xs.Read(be.BackendPath + "/feature-max-indirect-segments"));
+        var fe = new SimBlkfront(g, be);
+        const int nn = VbdBackend.MaxIndirectSegments; // 1 MiB in one request, one indirect page
+        ulong ip0 = g.AllocPage();
+        var data = new ulong[nn];
+        var segs = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, BlkifSegment>(g.Page(ip0));
+        for (int i = 0; i < nn; i++)
+        {
+            data[i] = g.AllocPage();
+            g.Page(data[i]).Fill((byte)(i + 1));
+            segs[i] = new BlkifSegment { Gref = g.Grant(data[i], ro: true), FirstSect = 0, LastSect = 7 };
+        }
+        var ind = new BlkifRequestIndirect { Operation = Blkif.OpIndirect, IndirectOp = Blkif.OpWrite, NrSegments = (ushort)nn, SectorNumber = 16 };
+        ind.IndirectGrefs[0] = g.Grant(ip0, ro: true);
+        Assert.Equal(Blkif.RspOkay, fe.Submit(AsRequest(ind)).Status);
+        for (int i = 0; i < nn; i++) Assert.Equal((byte)(i + 1), ReadFile(path, 16 * 512 + i * 4096L + 4095, 1)[0]);
+        Assert.Equal(1, be.Stats.IndirectRequests);
+
+        // Read back into fresh writable pages.
+        for (int i = 0; i < nn; i++)
+        {
+            data[i] = g.AllocPage();
+            segs[i] = new BlkifSegment { Gref = g.Grant(data[i]), FirstSect = 0, LastSect = 7 };
+        }
+        ind.IndirectOp = Blkif.OpRead;
+        Assert.Equal(Blkif.RspOkay, fe.Submit(AsRequest(ind)).Status);
+        for (int i = 0; i < nn; i++) Assert.All(g.Page(data[i]).ToArray(), b => Assert.Equal((byte)(i + 1), b));
+
+        // Hostile: too many segments, bad indirect page grant, a flush as the indirect op.
+        ind.NrSegments = 257;
+        Assert.Equal(Blkif.RspError, fe.Submit(AsRequest(ind)).Status);
+        ind.NrSegments = 10;
+        ind.IndirectGrefs[0] = 3999;
+        Assert.Equal(Blkif.RspError, fe.Submit(AsRequest(ind)).Status);
+        ind.IndirectGrefs[0] = g.Grant(ip0, ro: true);
+        ind.IndirectOp = Blkif.OpFlushDiskcache;
+        Assert.Equal(Blkif.RspError, fe.Submit(AsRequest(ind)).Status);
     }
 
     [Fact]

@@ -57,6 +57,7 @@ internal sealed class BackendHarness : IDisposable
         var d = Hv.CreateDomain(new DomainCreateSpec($"g-{Guid.NewGuid():N}", DomainType.Pv, mib << 20, mib << 20, 1, 1));
         d.AddVcpu(0).StartsOnline = true;
         var pv = new PvDomainState(d);
+        pv.Grants.Grow(8); // as a guest does with GNTTABOP_setup_table
         return new SimGuest(this, d, pv);
     }
 
