@@ -159,9 +159,10 @@ public sealed class VbdBackend : XenbusBackend
         if (w is not null && w != Thread.CurrentThread) w.Join();
         lock (_connLock)
         {
-            _evtchn?.Close();
+            // After the guest was destroyed its grant table is gone: releasing can only fail, harmlessly.
+            try { _evtchn?.Close(); } catch (ObjectDisposedException) { }
             _evtchn = null;
-            _ring?.Mapping.Dispose();
+            try { _ring?.Mapping.Dispose(); } catch (ObjectDisposedException) { }
             _ring = null;
         }
     }

@@ -165,10 +165,11 @@ public sealed class VifBackend : XenbusBackend
         lock (_connLock)
         {
             Switch.Detach(_port);
-            _evtchn?.Close();
+            // After the guest was destroyed its grant table is gone: releasing can only fail, harmlessly.
+            try { _evtchn?.Close(); } catch (ObjectDisposedException) { }
             _evtchn = null;
-            _tx?.Mapping.Dispose();
-            _rx?.Mapping.Dispose();
+            try { _tx?.Mapping.Dispose(); } catch (ObjectDisposedException) { }
+            try { _rx?.Mapping.Dispose(); } catch (ObjectDisposedException) { }
             _tx = _rx = null;
             while (_rxq.TryDequeue(out _)) Interlocked.Decrement(ref _rxqCount);
         }

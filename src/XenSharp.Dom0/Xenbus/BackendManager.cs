@@ -28,6 +28,23 @@ public sealed class BackendManager(XenstoreClient xs) : IDisposable
     private readonly Dictionary<string, VirtualSwitch> _switches = new(StringComparer.Ordinal);
     private readonly Dictionary<string, TapPort> _uplinks = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _uplinkNotes = new(StringComparer.Ordinal);
+    private readonly HashSet<XenHypervisor> _watched = [];
+
+    /// <summary>Detaches a destroyed domain's devices (releasing image locks and xenstore directories) if the toolstack did not.</summary>
+    private void WatchDestroy(Domain d)
+    {
+        lock (_lock)
+        {
+            if (!_watched.Add(d.Hypervisor)) return;
+            d.Hypervisor.DomainDestroyed += OnDomainDestroyed;
+        }
+    }
+
+    private void OnDomainDestroyed(Domain d)
+    {
+        int n = DetachAll(d.Id);
+        if (n > 0) Log?.Invoke($"d{d.Id} destroyed: detached {n} device(s)");
+    }
 
     public XenstoreClient Xs { get; } = xs;
     public Action<string>? Log { get; set; }
@@ -45,6 +62,7 @@ public sealed class BackendManager(XenstoreClient xs) : IDisposable
     {
         if (format != "raw") throw new NotSupportedException($"disk format {format}: only raw is supported");
         uint devid = VbdBackend.ParseVdev(vdev);
+        WatchDestroy(domain);
         lock (_lock)
         {
             if (_disks.ContainsKey((domain.Id, devid))) throw new InvalidOperationException($"d{domain.Id} already has vbd {devid}");
@@ -66,6 +84,7 @@ public sealed class BackendManager(XenstoreClient xs) : IDisposable
     {
         byte[] m = mac is null ? VifBackend.GenerateMac() : VifBackend.ParseMac(mac);
         var r = rate is null ? null : VifRate.Parse(rate);
+        WatchDestroy(domain);
         lock (_lock)
         {
             uint id = devid ?? Enumerable.Range(0, 1 << 16).Select(i => (uint)i).First(i => !_nics.ContainsKey((domain.Id, i)));
@@ -162,6 +181,8 @@ public sealed class BackendManager(XenstoreClient xs) : IDisposable
         List<IDisposable> all;
         lock (_lock)
         {
+            foreach (var hv in _watched) hv.DomainDestroyed -= OnDomainDestroyed;
+            _watched.Clear();
             all = [.. _disks.Values, .. _nics.Values, .. _uplinks.Values];
             _disks.Clear();
             _nics.Clear();

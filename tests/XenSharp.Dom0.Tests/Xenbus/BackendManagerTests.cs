@@ -83,6 +83,26 @@ public sealed class BackendManagerTests : IDisposable
     }
 
     [Fact]
+    public void DestroyingTheDomainDetachesItsDevices()
+    {
+        var g = _h.NewGuest();
+        var g2 = _h.NewGuest();
+        string img = Image();
+        var d = _m.AttachDisk(g.Domain, img, "xvda", readOnly: false);
+        var n = _m.AttachNic(g.Domain);
+        var vbd = new SimBlkfront(g, _m.FindDisk(g.Id, d.DevId)!);
+        var vif = new SimNetfront(g, _m.FindNic(g.Id, n.DevId)!);
+        _h.Hv.Destroy(g.Domain);
+        Assert.Empty(_m.ListDisks(g.Id));
+        Assert.Empty(_m.ListNics(g.Id));
+        Assert.Null(_h.Xs.TryRead(d.BackendPath));
+        Assert.Null(_h.Xs.TryRead(n.BackendPath));
+        // The image lock went with it.
+        _m.AttachDisk(g2.Domain, img, "xvda", readOnly: false);
+        _ = vbd; _ = vif;
+    }
+
+    [Fact]
     public void UplinkNoteWhenTheBridgeIsMissing()
     {
         using var m = new BackendManager(_h.Xs);
