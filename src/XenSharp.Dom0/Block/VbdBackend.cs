@@ -54,6 +54,7 @@ public sealed class VbdBackend : XenbusBackend
     [
         ("virtual-device", DevId.ToString(CultureInfo.InvariantCulture)),
         ("device-type", _cdrom ? "cdrom" : "disk"),
+        ("trusted", "1"),
     ];
 
     protected override IEnumerable<(string, string)> BackendKeys() =>
@@ -65,6 +66,8 @@ public sealed class VbdBackend : XenbusBackend
         ("dev", VdevName(DevId)),
         ("removable", "0"),
         ("bootable", "1"),
+        ("discard-enable", _image.CanDiscard ? "1" : "0"),
+        ("hotplug-status", "connected"),
     ];
 
     protected override IEnumerable<(string, string)> FeatureKeys()

@@ -91,6 +91,8 @@ public sealed class VifBackend : XenbusBackend
     [
         ("handle", DevId.ToString(CultureInfo.InvariantCulture)),
         ("mac", MacString),
+        ("trusted", "1"),
+        ("mtu", "1500"),
     ];
 
     protected override IEnumerable<(string, string)> BackendKeys()
@@ -98,6 +100,7 @@ public sealed class VifBackend : XenbusBackend
         yield return ("handle", DevId.ToString(CultureInfo.InvariantCulture));
         yield return ("mac", MacString);
         yield return ("type", "vif");
+        yield return ("hotplug-status", "connected");
         if (Bridge is not null) yield return ("bridge", Bridge);
         if (Rate is not null) yield return ("rate", Rate.ToString());
     }
