@@ -166,7 +166,7 @@ public sealed class BlkbackTests : IDisposable
         }
         Assert.Equal(expect.ToArray(), got.ToArray());
         Assert.Equal(0, g.Pv.Grants.InUseCount - 1); // only the ring stays mapped
-        Assert.True(g.Pending(fe.Port));
+        BackendHarness.WaitUntil(() => g.Pending(fe.Port), 2000, "the event");
         Assert.Equal(1, fe.Be.Stats.ReadRequests);
         Assert.Equal(1, fe.Be.Stats.WriteRequests);
     }
@@ -332,7 +332,8 @@ public sealed class BlkbackTests : IDisposable
         Assert.True(fe.Ring.Push());
         g.Send(fe.Port);
         BackendHarness.WaitUntil(() => fe.Ring.RspProd - fe.Ring.RspCons == 32);
-        Assert.True(g.Pending(fe.Port));
+        // rsp_prod is published before the event is sent: wait for it.
+        BackendHarness.WaitUntil(() => g.Pending(fe.Port), 2000, "the event");
         for (int i = 0; i < 32; i++)
         {
             var rsp = fe.Ring.Take<BlkifResponse>();
