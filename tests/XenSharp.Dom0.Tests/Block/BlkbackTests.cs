@@ -467,6 +467,50 @@ public sealed class BlkbackTests : IDisposable
         Assert.Equal(Blkif.RspError, fe.Submit(AsRequest(ind)).Status);
     }
 
+    [SkippableFact]
+    public void BlockDeviceBacking()
+    {
+        var path = Image(2, i => (byte)(i >> 9));
+        var (ok, loop) = Run("losetup", "--find", "--show", path);
+        Skip.IfNot(ok && loop.StartsWith("/dev/loop", StringComparison.Ordinal), $"no loop device: {loop}");
+        try
+        {
+            var g = _h.NewGuest();
+            var be = Attach(g, loop);
+            Assert.True(be.Image.IsBlockDevice);
+            Assert.Equal("phy", _h.Xs.Read(be.BackendPath + "/type"));
+            Assert.Equal("4096", _h.Xs.Read(be.BackendPath + "/sectors"));
+            Assert.Null(_h.Xs.TryRead(be.BackendPath + "/feature-discard"));
+            var fe = new SimBlkfront(g, be);
+            var (w, wp) = fe.Rw(Blkif.OpWrite, 4088, (0, 7));
+            g.Page(wp[0]).Fill(0x99);
+            Assert.Equal(Blkif.RspOkay, fe.Submit(w).Status);
+            Assert.Equal(Blkif.RspOkay, fe.Submit(new BlkifRequest { Operation = Blkif.OpFlushDiskcache }).Status);
+            var (r, rp) = fe.Rw(Blkif.OpRead, 10, (0, 0));
+            Assert.Equal(Blkif.RspOkay, fe.Submit(r).Status);
+            Assert.All(g.Page(rp[0])[..512].ToArray(), b => Assert.Equal(10, b));
+            (w, _) = fe.Rw(Blkif.OpWrite, 4089, (0, 7));
+            Assert.Equal(Blkif.RspError, fe.Submit(w).Status);
+            be.Dispose();
+            Assert.All(ReadFile(path, 4088 * 512, 4096), b => Assert.Equal(0x99, b));
+        }
+        finally { Run("losetup", "-d", loop); }
+    }
+
+    private static (bool Ok, string Out) Run(string exe, params string[] args)
+    {
+        try
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in args) psi.ArgumentList.Add(a);
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            string o = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            return (p.ExitCode == 0, o.Trim());
+        }
+        catch (System.ComponentModel.Win32Exception e) { return (false, e.Message); }
+    }
+
     [Fact]
     public void VdevNames()
     {
