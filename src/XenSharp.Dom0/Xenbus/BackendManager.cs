@@ -124,18 +124,26 @@ public sealed class BackendManager(XenstoreClient xs) : IDisposable
         }
     }
 
-    public bool DetachDisk(uint domid, uint devid)
+    /// <summary>
+    /// Detaches a vbd. With <paramref name="graceful"/> the frontend is asked to close first (xl block-detach);
+    /// without, or when it does not answer in time, the device is torn down regardless (xl block-detach --force).
+    /// False when there is no such device.
+    /// </summary>
+    public bool DetachDisk(uint domid, uint devid, TimeSpan? graceful = null)
     {
         VbdBackend? be;
         lock (_lock) if (!_disks.Remove((domid, devid), out be)) return false;
+        if (graceful is { } t && !be.Close(t)) Log?.Invoke($"vbd d{domid}/{devid}: frontend did not close within {t}: forced");
         be.Dispose();
         return true;
     }
 
-    public bool DetachNic(uint domid, uint devid)
+    /// <summary>Detaches a vif; <paramref name="graceful"/> as for <see cref="DetachDisk"/>.</summary>
+    public bool DetachNic(uint domid, uint devid, TimeSpan? graceful = null)
     {
         VifBackend? be;
         lock (_lock) if (!_nics.Remove((domid, devid), out be)) return false;
+        if (graceful is { } t && !be.Close(t)) Log?.Invoke($"vif d{domid}/{devid}: frontend did not close within {t}: forced");
         be.Dispose();
         return true;
     }

@@ -30,7 +30,7 @@ public abstract class XenbusBackend : IDisposable
 {
     private readonly object _lock = new();
     private IDisposable? _watch;
-    private bool _connected, _disposed;
+    private bool _connected, _disposed, _offline;
 
     protected XenbusBackend(XenstoreClient xs, uint frontendDomid, string type, uint devid)
     {
@@ -122,7 +122,7 @@ public abstract class XenbusBackend : IDisposable
                 {
                     case XenbusState.Initialised:
                     case XenbusState.Connected:
-                        if (_connected || State == XenbusState.Closed) break;
+                        if (_connected || _offline || State == XenbusState.Closed) break;
                         try
                         {
                             Connect();
@@ -148,7 +148,7 @@ public abstract class XenbusBackend : IDisposable
                     case XenbusState.Initialising:
                     case XenbusState.InitWait:
                         // The frontend (re)starts: get ready for a new connection.
-                        if (State is XenbusState.Closed or XenbusState.Closing or XenbusState.Connected)
+                        if (!_offline && State is XenbusState.Closed or XenbusState.Closing or XenbusState.Connected)
                         {
                             DoDisconnect();
                             try { Xs.Rm(BackendPath + "/error"); } catch (XenstoreException) { }
@@ -197,6 +197,32 @@ public abstract class XenbusBackend : IDisposable
     protected string? ReadFrontend(string key) => Xs.TryRead(FrontendPath + "/" + key);
 
     private static string Truncate(string s) => s.Length <= 32 ? s : s[..32] + "...";
+
+    /// <summary>
+    /// Graceful detach, as libxl does it: online = 0 and backend state Closing, then wait for the frontend to close
+    /// (the backend follows it to Closed) for at most <paramref name="timeout"/>; then <see cref="Dispose"/>.
+    /// False when the frontend did not close in time (the device was removed anyway).
+    /// </summary>
+    public bool Close(TimeSpan timeout)
+    {
+        lock (_lock)
+        {
+            if (_disposed) return true;
+            _offline = true;
+            try { Xs.Write(BackendPath + "/online", "0"); } catch (XenstoreException) { }
+            if (State != XenbusState.Closed) SetState(XenbusState.Closing);
+        }
+        var fe = ReadFrontendState();
+        bool done = State == XenbusState.Closed || fe is XenbusState.Closed or XenbusState.Unknown or XenbusState.Initialising or XenbusState.InitWait;
+        long end = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (!done && Environment.TickCount64 < end)
+        {
+            Thread.Sleep(10);
+            done = State == XenbusState.Closed || ReadFrontendState() is XenbusState.Closed or XenbusState.Unknown;
+        }
+        Dispose();
+        return done;
+    }
 
     /// <summary>Detach: disconnect, stop watching and remove both directories.</summary>
     public virtual void Dispose()

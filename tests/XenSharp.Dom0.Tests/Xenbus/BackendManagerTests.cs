@@ -103,6 +103,32 @@ public sealed class BackendManagerTests : IDisposable
     }
 
     [Fact]
+    public void GracefulDetachWaitsForTheFrontend()
+    {
+        var g = _h.NewGuest();
+        var d = _m.AttachDisk(g.Domain, Image(), "xvda", readOnly: false);
+        var vbd = new SimBlkfront(g, _m.FindDisk(g.Id, d.DevId)!);
+        // A cooperative frontend: closes when the backend says Closing.
+        using var w = _h.Xs.Watch(d.BackendPath + "/state", _ =>
+        {
+            if (_h.Xs.TryRead(d.BackendPath + "/state") == "5") _h.Xs.Write(vbd.Be.FrontendPath + "/state", "6");
+        });
+        Assert.True(_m.DetachDisk(g.Id, d.DevId, TimeSpan.FromSeconds(5)));
+        Assert.Null(_h.Xs.TryRead(d.BackendPath));
+        Assert.Empty(_m.ListDisks(g.Id));
+
+        // A frontend that never answers: forced after the timeout.
+        var n = _m.AttachNic(g.Domain);
+        var vif = new SimNetfront(g, _m.FindNic(g.Id, n.DevId)!);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        Assert.True(_m.DetachNic(g.Id, n.DevId, TimeSpan.FromMilliseconds(200)));
+        Assert.InRange(sw.ElapsedMilliseconds, 150, 5000);
+        Assert.Null(_h.Xs.TryRead(n.BackendPath));
+        Assert.Equal(0, g.Pv.Grants.InUseCount);
+        _ = vif;
+    }
+
+    [Fact]
     public void UplinkNoteWhenTheBridgeIsMissing()
     {
         using var m = new BackendManager(_h.Xs);
