@@ -26,7 +26,7 @@ internal sealed class SimBlkfront
 
     public void Connect()
     {
-        var xs = G.Harness.Xs;
+        var xs = G.Xs; // the guest's own connection: only its frontend dir is writable
         BackendHarness.WaitUntil(() => xs.TryRead(Be.BackendPath + "/state") == "2", what: "InitWait");
         xs.Write(Be.FrontendPath + "/ring-ref", Ring.Gref.ToString());
         xs.Write(Be.FrontendPath + "/event-channel", Port.ToString());

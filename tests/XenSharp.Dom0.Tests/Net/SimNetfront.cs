@@ -26,7 +26,7 @@ internal sealed class SimNetfront
 
     public void Connect()
     {
-        var xs = G.Harness.Xs;
+        var xs = G.Xs; // the guest's own connection: only its frontend dir is writable
         BackendHarness.WaitUntil(() => xs.TryRead(Be.BackendPath + "/state") == "2", what: "InitWait");
         xs.Write(Be.FrontendPath + "/tx-ring-ref", Tx.Gref.ToString());
         xs.Write(Be.FrontendPath + "/rx-ring-ref", Rx.Gref.ToString());

@@ -50,7 +50,17 @@ internal sealed class BackendHarness : IDisposable
     public XenstoreStore Store { get; } = new();
     public XenstoreClient Xs { get; }
 
+    private readonly List<XenstoreClient> _guestClients = [];
+
     public BackendHarness() => Xs = new XenstoreClient(Store);
+
+    /// <summary>A xenstore connection with domain <paramref name="domid"/>'s identity (unprivileged), as its xenbus would have.</summary>
+    public XenstoreClient GuestClient(uint domid)
+    {
+        var c = new XenstoreClient(Store, domid);
+        lock (_guestClients) _guestClients.Add(c);
+        return c;
+    }
 
     public SimGuest NewGuest(ulong mib = 16)
     {
@@ -73,6 +83,7 @@ internal sealed class BackendHarness : IDisposable
 
     public void Dispose()
     {
+        lock (_guestClients) foreach (var c in _guestClients) c.Dispose();
         Xs.Dispose();
         Hv.Dispose();
     }
@@ -87,6 +98,9 @@ internal sealed class SimGuest(BackendHarness h, Domain d, PvDomainState pv)
     public Domain Domain { get; } = d;
     public PvDomainState Pv { get; } = pv;
     public uint Id => Domain.Id;
+    private Dom0.Xenstore.XenstoreClient? _xs;
+    /// <summary>The guest's own (unprivileged) xenstore connection: frontends write through it.</summary>
+    public Dom0.Xenstore.XenstoreClient Xs => _xs ??= Harness.GuestClient(Id);
 
     public Span<byte> Page(ulong pfn) => Domain.Memory.Frame(pfn);
 
