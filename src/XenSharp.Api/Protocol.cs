@@ -119,3 +119,13 @@ public sealed record XenstoreNodeInfo(string Path, string Value, string Perms);
 
 /// <summary><c>xl mem-set</c> / <c>xl mem-max</c>: a size in Xen's syntax (a number of MiB, or with a b/k/m/g suffix).</summary>
 public sealed record MemArgs(string Domain, string Size);
+
+/// <summary><c>xl block-attach dom spec</c> / <c>network-attach dom spec</c>: a DISKSPEC or vifspec as in xl.cfg.</summary>
+public sealed record DeviceAttachArgs(string Domain, string Spec);
+
+/// <summary><c>xl block-detach dom dev</c> / <c>network-detach dom dev</c>: the device id (or a vdev name such as xvda).</summary>
+public sealed record DeviceDetachArgs(string Domain, string Device);
+
+/// <summary>One row of <c>xl block-list</c> or <c>network-list</c>, with its traffic counters.</summary>
+public sealed record DeviceRow(uint DomainId, uint DevId, string Name, string Target, int State, string? Error, string BackendPath,
+    long ReadOrRxBytes, long WriteOrTxBytes, long Requests);

@@ -23,6 +23,12 @@ public static class XlCommands
          dmesg               Read and/or clear dmesg buffer
          info                Get information about Xen host
          uptime              Print uptime for all/some domains
+         block-attach        Create a new virtual block device
+         block-detach        Destroy a domain's virtual block device
+         block-list          List virtual block devices for a domain
+         network-attach      Create a new network device
+         network-detach      Destroy a domain's network device
+         network-list        List network interfaces for a domain
          mem-set             Set the current memory usage for a domain
          mem-max             Set the maximum amount reservation for a domain
          top                 Monitor a host and the domains in real time
@@ -67,6 +73,11 @@ public static class XlCommands
                 "uptime" => await Uptime(xld, a, stdout),
                 "mem-set" or "mem-max" => a.Length == 2 ? await Mem(xld, verb, a) : throw new UsageException($"Usage: xl {verb} <Domain> <MemMB['b'[bytes]|'k'[KB]|'g'[GB]|'t'[TB]]>"),
                 "top" => await Top.RunAsync(xld, a, stdout),
+                "block-list" or "network-list" => await DeviceList(xld, verb, a, stdout),
+                "block-attach" or "network-attach" => a.Length >= 2 ? await Call(xld, verb, new DeviceAttachArgs(a[0], string.Join(',', a[1..])))
+                    : throw new UsageException($"Usage: xl {verb} <Domain> <{(verb == "block-attach" ? "disk-spec" : "vif-spec")}>"),
+                "block-detach" or "network-detach" => a.Length == 2 ? await Call(xld, verb, new DeviceDetachArgs(a[0], a[1]))
+                    : throw new UsageException($"Usage: xl {verb} <Domain> <DevId>"),
                 "sched-credit" => await SchedCredit(xld, a, stdout),
                 "vcpu-list" => await VcpuList(xld, a, stdout),
                 "vcpu-pin" => await VcpuPin(xld, a),
@@ -186,6 +197,27 @@ public static class XlCommands
         var doms = a.Where(x => !x.StartsWith('-')).ToArray();
         if (doms.Length != 1) throw new UsageException($"Usage: xl {usage}");
         await xld.CallCheckedAsync(command, args is null ? new DomainArgs(doms[0]) : args(doms[0]));
+        return 0;
+    }
+
+    private static async Task<int> Call(XldClient xld, string command, object args)
+    {
+        await xld.CallCheckedAsync(command, args);
+        return 0;
+    }
+
+    private static async Task<int> DeviceList(XldClient xld, string verb, string[] a, TextWriter stdout)
+    {
+        var doms = a.Where(x => !x.StartsWith('-')).ToArray();
+        if (doms.Length == 0) throw new UsageException($"Usage: xl {verb} <Domain> [<Domain>...]");
+        stdout.WriteLine(verb == "block-list"
+            ? "Vdev  BE  handle state target                                   rd-bytes    wr-bytes BE-path"
+            : "Idx BE Mac Addr.         state bridge          rx-bytes    tx-bytes BE-path");
+        foreach (var d in doms)
+            foreach (var r in await xld.CallAsync<DeviceRow[]>(verb, new DomainArgs(d)))
+                stdout.WriteLine(verb == "block-list"
+                    ? $"{r.DevId,-5} {0,3} {r.DevId,6} {r.State,5} {r.Target,-40} {r.ReadOrRxBytes,11} {r.WriteOrTxBytes,11} {r.BackendPath}"
+                    : $"{r.DevId,-3} {0,2} {r.Name,-17} {r.State,5} {r.Target,-12} {r.ReadOrRxBytes,11} {r.WriteOrTxBytes,11} {r.BackendPath}");
         return 0;
     }
 

@@ -21,7 +21,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
 
     /// <summary>Commands that change something: audited, and refused to read-only tokens.</summary>
     public static readonly IReadOnlySet<string> Mutating = new HashSet<string>
-        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin", "xenstore", "mem-set", "mem-max" };
+        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin", "xenstore", "mem-set", "mem-max", "block-attach", "block-detach", "network-attach", "network-detach" };
 
     /// <summary>Commands only root on the unix socket may use: token management.</summary>
     public static readonly IReadOnlySet<string> LocalOnly = new HashSet<string> { "token-create", "token-list", "token-revoke" };
@@ -51,6 +51,12 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
                 "vcpu-pin" => VcpuPin(Args<VcpuPinArgs>(request)),
                 "vcpu-list" => Ok(VcpuList(request.ArgsAs<VcpuListArgs>() ?? new VcpuListArgs())),
                 "xenstore" => Xenstore(Args<XenstoreArgs>(request)),
+                "block-list" => Ok(BlockList(Args<DomainArgs>(request))),
+                "network-list" => Ok(NetworkList(Args<DomainArgs>(request))),
+                "block-attach" => Attach(Args<DeviceAttachArgs>(request), block: true),
+                "network-attach" => Attach(Args<DeviceAttachArgs>(request), block: false),
+                "block-detach" => Detach(Args<DeviceDetachArgs>(request), block: true),
+                "network-detach" => Detach(Args<DeviceDetachArgs>(request), block: false),
                 "mem-set" => Do(Args<MemArgs>(request) is var m ? new DomainArgs(m.Domain) : null!, d => toolstack.SetMemoryTarget(d, MemorySize.Parse(m.Size))),
                 "mem-max" => Do(Args<MemArgs>(request) is var mx ? new DomainArgs(mx.Domain) : null!, d => toolstack.SetMaximumMemory(d, MemorySize.Parse(mx.Size))),
                 "token-create" => Ok(CreateToken(Args<TokenCreateArgs>(request), caller)),
@@ -88,6 +94,40 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
         var (plan, warnings) = ConfigLoader.Load(args.ConfigText, args.ConfigPath, args.Overrides, args.WorkingDirectory);
         var domain = toolstack.Create(plan, args.Paused);
         return new CreateResult(domain.Id, domain.Name, warnings);
+    }
+
+    private DeviceRow[] BlockList(DomainArgs args) =>
+        toolstack.Backends.ListDisks(toolstack.Resolve(args.Domain).Id).Select(d => new DeviceRow(d.Domid, d.DevId, d.Vdev, d.Target + (d.ReadOnly ? " (ro)" : ""),
+            (int)d.State, d.Error, d.BackendPath, d.Stats.SectorsRead * 512, d.Stats.SectorsWritten * 512, d.Stats.ReadRequests + d.Stats.WriteRequests)).ToArray();
+
+    private DeviceRow[] NetworkList(DomainArgs args) =>
+        toolstack.Backends.ListNics(toolstack.Resolve(args.Domain).Id).Select(n =>
+        {
+            var s = n.Stats.Snapshot();
+            return new DeviceRow(n.Domid, n.DevId, n.Mac, n.Bridge ?? "", (int)n.State, n.Error, n.BackendPath, s.RxBytes, s.TxBytes, s.TxPackets + s.RxPackets);
+        }).ToArray();
+
+    private Outcome Attach(DeviceAttachArgs args, bool block)
+    {
+        var domain = toolstack.Resolve(args.Domain);
+        if (domain.Type != XenSharp.Hypervisor.DomainType.Pv) throw new ArgumentException($"domain {domain.Id} is {domain.Type.ToString().ToLowerInvariant()}: only PV domains have block and network frontends here");
+        try
+        {
+            if (block) toolstack.AttachDisk(domain, DiskSpec.Parse(args.Spec));
+            else toolstack.AttachNic(domain, VifSpec.Parse(args.Spec));
+        }
+        catch (FormatException e) { throw new ArgumentException($"'{args.Spec}': {e.Message}"); }
+        return new Outcome(Response.Success());
+    }
+
+    private Outcome Detach(DeviceDetachArgs args, bool block)
+    {
+        var domain = toolstack.Resolve(args.Domain);
+        uint devid = uint.TryParse(args.Device, out uint n) ? n
+            : block && VirtualDevice.TryGetNumber(args.Device, out int v, out _) ? (uint)v
+            : throw new ArgumentException($"device '{args.Device}': expected a device id{(block ? " or a vdev name such as xvda" : "")}");
+        bool found = block ? toolstack.Backends.DetachDisk(domain.Id, devid, TimeSpan.FromSeconds(10)) : toolstack.Backends.DetachNic(domain.Id, devid, TimeSpan.FromSeconds(10));
+        return found ? new Outcome(Response.Success()) : new Outcome(Response.Failure($"domain {domain.Id} has no {(block ? "disk" : "network")} device {args.Device}"));
     }
 
     private SchedCreditRow[] SchedCredit(SchedCreditArgs args)

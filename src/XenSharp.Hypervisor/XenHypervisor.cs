@@ -110,6 +110,10 @@ public sealed class XenHypervisor : IDisposable
         }
         try
         {
+            domain.StopVcpus();
+            // Backends still holding grant mappings let go here, while the guest's memory is still mapped.
+            try { DomainDying?.Invoke(domain); }
+            catch (Exception e) { Log.Write($"d{domain.Id}: teardown handler failed: {e.Message}"); }
             domain.Dispose();
         }
         finally
@@ -121,6 +125,9 @@ public sealed class XenHypervisor : IDisposable
             DomainDestroyed?.Invoke(domain);
         }
     }
+
+    /// <summary>Raised (synchronously) when a domain's vCPUs have stopped but before its memory is freed.</summary>
+    public event Action<Domain>? DomainDying;
 
     /// <summary>Raised (synchronously) after a domain's resources are freed.</summary>
     public event Action<Domain>? DomainDestroyed;

@@ -20,8 +20,10 @@ public static class ConfigLoader
             throw new ToolstackException($"{configPath}: bootloader=\"{cfg.Bootloader}\" is not supported by XenSharp: give kernel= (and ramdisk=) instead");
         if (cfg.Kernel is null)
             throw new ToolstackException($"{configPath}: no kernel= given: XenSharp boots {TypeName(cfg.Type)} domains from a kernel image (firmware boot from a disk is not supported yet)");
-        if (cfg.Disks.Count > 0) warnings.Add($"{configPath}: disk= is validated but not attached yet: this XenSharp version has no block backend");
-        if (cfg.Vifs.Count > 0) warnings.Add($"{configPath}: vif= is validated but not attached yet: this XenSharp version has no network backend");
+        if (cfg.Type == DomainType.Hvm && (cfg.Disks.Count > 0 || cfg.Vifs.Count > 0))
+            warnings.Add($"{configPath}: disk= and vif= are validated but not attached to HVM domains yet: the minimal HVM platform has no emulated disk or NIC");
+        if (cfg.Disks.Count > 0)
+            cfg = cfg with { Disks = cfg.Disks.Select(d => d.Target.Length == 0 ? d : d with { Target = Resolve(d.Target, workingDirectory) }).ToValueList() };
 
         ulong memory = cfg.MemoryMiB is { } m ? (ulong)m : DefaultMemoryMiB;
         ulong maxmem = cfg.MaxMemMiB is { } mm ? (ulong)mm : memory;

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using XenSharp.Api;
 using XenSharp.Dom0.Console;
 using XenSharp.Dom0.Xenstore;
+using XenSharp.Dom0.Xenbus;
 using XenSharp.Hypervisor;
 using XenSharp.Hypervisor.Hvm;
 using XenSharp.Toolstack.Config;
@@ -34,12 +35,17 @@ public sealed class Toolstack : IDisposable
     /// <summary>dom0's xenstored: the toolstack writes each domain's nodes there.</summary>
     public XenstoreStore Store { get; }
 
+    /// <summary>dom0's block and network backends (blkback, netback, the software switch).</summary>
+    public BackendManager Backends { get; }
+
     public Toolstack(XenHypervisor hypervisor, ToolstackOptions options, XenstoreStore? store = null)
     {
         Hypervisor = hypervisor;
         _options = options;
         Store = store ?? new XenstoreStore();
         _xs = new XenstoreClient(Store);
+        Backends = new BackendManager(new XenstoreClient(Store)) { Log = m => hypervisor.Log.Write(m) };
+        hypervisor.DomainDying += d => Backends.DetachAll(d.Id);
         Directory.CreateDirectory(options.StateDirectory);
         Directory.CreateDirectory(options.LogDirectory);
         hypervisor.DomainShutdown += OnDomainShutdown;
@@ -87,7 +93,11 @@ public sealed class Toolstack : IDisposable
             ApplyScheduling(domain, plan);
             Phase("scheduler");
             lock (_xsLock) DomainStoreLayout.Write(_xs, domain, plan, rings);
-            if (pvParts is not null) ConnectStore(domain, pvParts);
+            if (pvParts is not null)
+            {
+                ConnectStore(domain, pvParts);
+                AttachDevices(domain, plan);
+            }
             Phase("xenstore");
             var logger = new ConsoleLogger(domain.Console, _options.ConsoleLogDirectory, plan.Name);
             managed = new ManagedDomain(domain, plan, control, logger);
@@ -224,6 +234,30 @@ public sealed class Toolstack : IDisposable
         Store.IntroduceDomain(domain.Id, ring, parts.StorePort, parts.Build.XenstorePfn);
     }
 
+    /// <summary>The config's disk= and vif= entries, through dom0's backends, before the guest first runs.</summary>
+    private void AttachDevices(Domain domain, DomainPlan plan)
+    {
+        foreach (var disk in plan.Config.Disks)
+        {
+            if (disk.Format != DiskFormat.Raw)
+                throw new ToolstackException($"disk {disk.Vdev}: format {DiskSpec.FormatName(disk.Format)} is not supported yet (raw images and block devices only)");
+            AttachDisk(domain, disk);
+        }
+        foreach (var vif in plan.Config.Vifs) AttachNic(domain, vif);
+    }
+
+    public DiskInfo AttachDisk(Domain domain, DiskSpec disk)
+    {
+        try
+        {
+            return Backends.AttachDisk(domain, disk.Target, disk.Vdev, disk.Access == DiskAccess.ReadOnly, "raw", disk.IsCdrom);
+        }
+        catch (XenSharp.Dom0.Block.DiskImageException e) { throw new ToolstackException($"disk {disk.Vdev}: {e.Message}"); }
+    }
+
+    public NicInfo AttachNic(Domain domain, VifSpec vif) =>
+        Backends.AttachNic(domain, vif.Mac, vif.Bridge, vif.Rate?.ToString(), vif.DevId is { } id ? (uint)id : null);
+
     /// <summary>Writes control/shutdown, as libxl does to ask a PV guest to power off or reboot.</summary>
     internal void WriteControlShutdown(Domain domain, string value)
     {
@@ -306,6 +340,7 @@ public sealed class Toolstack : IDisposable
         Hypervisor.DomainShutdown -= OnDomainShutdown;
         foreach (var d in Hypervisor.Domains) Hypervisor.Destroy(d);
         _xs.Dispose();
+        Backends.Dispose();
     }
 
     private sealed record ManagedDomain(Domain Domain, DomainPlan Plan, IDomainControl Control, ConsoleLogger Logger)
