@@ -23,6 +23,9 @@ foreach (var (name, make) in accels)
     Bench.ExitCost(make, iterations: name == "kvm" ? 20000 : 200000);
     if (File.Exists(guest)) Bench.CreateToFirstByte(make, guest, runs: 20);
     else Console.WriteLine($"create-to-first-byte: skipped ({guest} not built: make -C guests)");
+    string pvKernel = Path.Combine(repo, "guests", "build", "pv-hostile.elf");
+    if (File.Exists(pvKernel)) PvHypercallBench.NullHypercall(make, pvKernel, iterations: name == "kvm" ? 20000 : 200000);
+    else Console.WriteLine($"null hypercall: skipped ({pvKernel} not built: make -C guests)");
 }
 if (kvmUsable) Bench.CompareWithCProbes(repo);
 return 0;

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using Iced.Intel;
 using XenSharp.Accel;
 using XenSharp.Hypervisor.Pv;
+using XenSharp.Hypervisor.Pv.Abi;
 using XenSharp.Hypervisor.Pv.Cpu;
 using Xunit;
 
@@ -143,8 +144,8 @@ public sealed class MmuTests
         using var d = new SmallDomain();
         Assert.Equal(0, d.Mmu.Pin(SmallDomain.L4, PageType.L4, d.Host));
         ulong pte20 = (SmallDomain.L1 << 12) + 20 * 8;
-        // a writable mapping of the L2 table: refused
-        Assert.Equal(-1, d.Mmu.UpdateEntry(pte20, (SmallDomain.L2 << 12) | 3, false, d.Host));
+        // a writable mapping of the L2 table: refused with -EBUSY, as Xen's get_page_from_l1e does
+        Assert.Equal(-XenErrno.EBUSY, d.Mmu.UpdateEntry(pte20, (SmallDomain.L2 << 12) | 3, false, d.Host));
         // read-only is fine, and gets USER
         Assert.Equal(0, d.Mmu.UpdateEntry(pte20, (SmallDomain.L2 << 12) | 1, false, d.Host));
         Assert.Equal((SmallDomain.L2 << 12) | 5, d.Ram.ReadUInt64(pte20));

@@ -99,7 +99,7 @@ public sealed class PvMmu
         if (level == 1)
         {
             if (mfn >= Frames) return IsSpecialFrame(mfn) ? Ok(e | User, out adjusted) : -XenErrno.EINVAL;
-            if ((e & Rw) != 0 && _type[mfn] != PageType.None && _typeRefs[mfn] > 0) return -XenErrno.EPERM;
+            if ((e & Rw) != 0 && _type[mfn] != PageType.None && _typeRefs[mfn] > 0) return -XenErrno.EBUSY; // Xen: get_page_from_l1e, could_not_pin
             adjusted = e | User;
             return 0;
         }

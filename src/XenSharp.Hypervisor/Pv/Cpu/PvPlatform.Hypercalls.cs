@@ -93,7 +93,9 @@ public sealed partial class PvPlatform
         ulong done = 0;
         for (; done < count; done++)
         {
-            var b = ReadGuest(c, c.A1 + done * 16, 16);
+            byte[] b;
+            try { b = ReadGuest(c, c.A1 + done * 16, 16); }
+            catch (GuestFault) { rc = EFAULT; break; } // as Xen: the requests done so far are still reported in *pdone
             ulong ptr = BinaryPrimitives.ReadUInt64LittleEndian(b), val = BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(8));
             ulong cmd = ptr & MmuCmd.Mask;
             ptr &= ~MmuCmd.Mask;
