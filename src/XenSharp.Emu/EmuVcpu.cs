@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Iced.Intel;
 using XenSharp.Accel;
@@ -151,15 +150,12 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         _curLin = NoPage;
     }
 
-    private static readonly long TscStart = Stopwatch.GetTimestamp();
-
-    /// <summary>TSC at 1 GHz derived from the host's monotonic clock, so it never goes backwards.</summary>
-    private ulong ReadTsc()
-    {
-        long ticks = Stopwatch.GetTimestamp() - TscStart;
-        ulong ns = (ulong)((UInt128)(ulong)ticks * 1_000_000_000UL / (ulong)Stopwatch.Frequency);
-        return ns + (ulong)_tscOffset;
-    }
+    /// <summary>
+    /// The host TSC plus this vCPU's offset, as KVM gives it. (A private 1 GHz counter would not match the host-TSC
+    /// units a VMM publishes for the guest's clock — Xen's pvclock — and the guest's time would run at the wrong
+    /// rate, far from the VMM's, so absolute timer deadlines it computes would never be reached.)
+    /// </summary>
+    private ulong ReadTsc() => HostTimeStampCounter.Read() + (ulong)_tscOffset;
 
     public VcpuExit Run()
     {
