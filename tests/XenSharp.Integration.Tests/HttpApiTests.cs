@@ -97,7 +97,14 @@ public sealed class HttpApiTests : IClassFixture<XldFixture>
         Assert.Equal(0, _xld.Xl("create", cfg).ExitCode);
         using var ws = new ClientWebSocket();
         ws.Options.SetRequestHeader("Authorization", "Bearer " + Token("it-ws"));
-        await ws.ConnectAsync(new Uri($"ws://127.0.0.1:{_xld.HttpPort}/api/v1/console/ws"), CancellationToken.None);
+        try
+        {
+            await ws.ConnectAsync(new Uri($"ws://127.0.0.1:{_xld.HttpPort}/api/v1/console/ws"), CancellationToken.None);
+        }
+        catch (WebSocketException e)
+        {
+            throw new InvalidOperationException($"{e.Message}\nxl list:\n{_xld.Xl("list").Stdout}\nxl dmesg:\n{_xld.Xl("dmesg").Stdout}\nxld:\n{_xld.XldOutput}", e);
+        }
         var seen = new StringBuilder();
         var buf = new byte[4096];
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
