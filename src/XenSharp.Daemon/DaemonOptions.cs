@@ -11,7 +11,8 @@ public sealed record DaemonOptions(
     string? HttpListen = null,
     string? TlsCert = null,
     string? TlsKey = null,
-    string XenstoredSocket = "/run/xenstored/socket")
+    string XenstoredSocket = "/run/xenstored/socket",
+    string CgroupName = "xensharp")
 {
     public const string Usage = """
         usage: xld [options]
@@ -22,6 +23,7 @@ public sealed record DaemonOptions(
           --host-reserve-mib N     memory kept for the host itself (default 1024)
           --shutdown-timeout S     on SIGTERM, how long domains get to shut down before they are destroyed (default 30)
           --xenstored-socket PATH  where dom0 tools reach xenstored (default /run/xenstored/socket)
+          --cgroup NAME            CPU cgroup holding this xld's domains (default xensharp)
           --http ADDR:PORT         also serve the HTTP API (bearer tokens from 'xl token-create'), e.g. 127.0.0.1:8750
           --tls-cert PEM --tls-key PEM   serve it over TLS
           --probe-kvm              say whether /dev/kvm is usable here, and why not (exit status 0 when usable)
@@ -43,6 +45,7 @@ public sealed record DaemonOptions(
                 "--shutdown-timeout" => o with { ShutdownTimeoutSeconds = int.TryParse(Value(), out var s) && s >= 0 ? s : throw new ArgumentException("--shutdown-timeout: expected seconds") },
                 "--http" => o with { HttpListen = Value() },
                 "--xenstored-socket" => o with { XenstoredSocket = Value() },
+                "--cgroup" => o with { CgroupName = Value() is var g && g.Length > 0 && !g.Contains('/') && g is not "." and not ".." ? g : throw new ArgumentException($"--cgroup {g}: expected a plain group name") },
                 "--tls-cert" => o with { TlsCert = Value() },
                 "--tls-key" => o with { TlsKey = Value() },
                 "-h" or "--help" => o with { Help = true },

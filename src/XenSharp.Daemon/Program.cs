@@ -46,7 +46,7 @@ XenHypervisor hypervisor;
 try
 {
     var accel = AcceleratorChoice.Create(options.Accelerator, Log);
-    var scheduler = XenSharp.Hypervisor.Scheduling.CreditScheduler.ForHost();
+    var scheduler = XenSharp.Hypervisor.Scheduling.CreditScheduler.ForHost(options.CgroupName);
     hypervisor = new XenHypervisor(accel, new HostMemory(HostMemory.ReadPhysicalBytes(), options.HostReservationMiB << 20), scheduler);
     Log($"scheduler: credit on {scheduler.Description}");
 }

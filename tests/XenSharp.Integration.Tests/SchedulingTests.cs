@@ -3,7 +3,6 @@ namespace XenSharp.Integration.Tests;
 /// <summary>xl sched-credit and vcpu-pin reach the host: the domain's CPU cgroup and the vCPU thread's affinity.</summary>
 public sealed class SchedulingTests : IClassFixture<XldFixture>
 {
-    private const string CgroupV1 = "/sys/fs/cgroup/cpu/xensharp";
     private readonly XldFixture _xld;
 
     public SchedulingTests(XldFixture xld) => _xld = xld;
@@ -23,7 +22,7 @@ public sealed class SchedulingTests : IClassFixture<XldFixture>
     {
         Skip.IfNot(File.Exists("/sys/fs/cgroup/cpu/cpu.shares"), "no cgroup v1 cpu controller on this host");
         string id = Create("sched-a", "cpu_weight = 512\ncap = 50");
-        string dir = Path.Combine(CgroupV1, $"d{id}");
+        string dir = Path.Combine("/sys/fs/cgroup/cpu", _xld.CgroupName, $"d{id}");
         Assert.Equal("2048", File.ReadAllText(Path.Combine(dir, "cpu.shares")).Trim());
         Assert.Equal("50000", File.ReadAllText(Path.Combine(dir, "cpu.cfs_quota_us")).Trim());
         XldFixture.WaitUntil(() => File.ReadAllText(Path.Combine(dir, "tasks")).Trim().Length > 0, TimeSpan.FromSeconds(10), () => "the vCPU thread in the group");

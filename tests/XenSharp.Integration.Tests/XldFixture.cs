@@ -15,6 +15,9 @@ public sealed class XldFixture : IDisposable
     public string Directory { get; }
     public string SocketPath { get; }
     public string XenstoredSocket { get; }
+
+    /// <summary>This xld's own CPU cgroup, so that fixtures running side by side do not share domain groups.</summary>
+    public string CgroupName { get; } = $"xensharp-it-{Environment.ProcessId}-{Guid.NewGuid():N}"[..32];
     public string LogDirectory => Path.Combine(Directory, "log");
 
     public XldFixture()
@@ -26,7 +29,7 @@ public sealed class XldFixture : IDisposable
         HttpPort = FreePort();
         var psi = Dotnet(Paths.Xld, "--socket", SocketPath, "--state-dir", Path.Combine(Directory, "state"),
             "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{HttpPort}",
-            "--xenstored-socket", XenstoredSocket);
+            "--xenstored-socket", XenstoredSocket, "--cgroup", CgroupName);
         psi.RedirectStandardError = true;
         psi.RedirectStandardOutput = true;
         _xld = Process.Start(psi)!;
@@ -134,6 +137,8 @@ public sealed class XldFixture : IDisposable
         }
         _xld.Dispose();
         try { System.IO.Directory.Delete(Directory, true); } catch (IOException) { }
+        foreach (var root in new[] { "/sys/fs/cgroup/cpu", "/sys/fs/cgroup", "/sys/fs/cgroup/unified" })
+            try { System.IO.Directory.Delete(Path.Combine(root, CgroupName)); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]

@@ -90,8 +90,9 @@ public abstract class XenbusBackend : IDisposable
         });
         // Backend driver probe: advertise features, then InitWait.
         foreach (var (k, v) in FeatureKeys()) Xs.Write(BackendPath + "/" + k, v);
-        SetState(XenbusState.InitWait);
+        // Watch before announcing InitWait: a frontend that reacts to InitWait at once must not be missed.
         _watch = Xs.Watch(FrontendPath + "/state", _ => OnFrontendChanged());
+        SetState(XenbusState.InitWait);
     }
 
     private void SetState(XenbusState s)

@@ -32,11 +32,11 @@ public abstract class CpuCgroup
     }
 
     /// <summary>Finds a writable CPU controller, or returns null with the reason.</summary>
-    public static CpuCgroup? Detect(out string reason, string v1Mount = "/sys/fs/cgroup/cpu", string v2Mount = "/sys/fs/cgroup")
+    public static CpuCgroup? Detect(out string reason, string groupName = "xensharp", string v1Mount = "/sys/fs/cgroup/cpu", string v2Mount = "/sys/fs/cgroup")
     {
         if (File.Exists(Path.Combine(v1Mount, "cpu.shares")))
         {
-            var root = Path.Combine(v1Mount, "xensharp");
+            var root = Path.Combine(v1Mount, groupName);
             try
             {
                 Directory.CreateDirectory(root);
@@ -60,7 +60,7 @@ public abstract class CpuCgroup
             }
             try
             {
-                var v2 = CpuCgroupV2.Create(mount);
+                var v2 = CpuCgroupV2.Create(mount, groupName);
                 reason = "";
                 return v2;
             }
@@ -110,9 +110,9 @@ internal sealed class CpuCgroupV2 : CpuCgroup
     /// v2 places threads only within a threaded subtree of the process's own group: xld moves itself into
     /// <c>xensharp/</c> and makes each domain's group threaded.
     /// </summary>
-    public static CpuCgroupV2 Create(string mount)
+    public static CpuCgroupV2 Create(string mount, string groupName)
     {
-        var root = Path.Combine(mount, "xensharp");
+        var root = Path.Combine(mount, groupName);
         Directory.CreateDirectory(root);
         Write(Path.Combine(mount, "cgroup.subtree_control"), "+cpu");
         Write(Path.Combine(root, "cgroup.procs"), Environment.ProcessId.ToString());

@@ -28,9 +28,10 @@ public sealed class CreditScheduler
         _unavailable = unavailableReason;
     }
 
-    public static CreditScheduler ForHost()
+    /// <summary>The host's CPU controller, with this xld's domains under <paramref name="groupName"/>.</summary>
+    public static CreditScheduler ForHost(string groupName = "xensharp")
     {
-        var cg = CpuCgroup.Detect(out var reason);
+        var cg = CpuCgroup.Detect(out var reason, groupName);
         return new CreditScheduler(cg, reason);
     }
 
