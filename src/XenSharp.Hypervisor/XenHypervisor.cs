@@ -53,7 +53,7 @@ public sealed class XenHypervisor : IDisposable
         uint id;
         lock (_lock)
         {
-            if (_domains.Values.Any(d => d.Name == spec.Name && !d.IsDying))
+            if (_domains.Values.Any(d => d is not null && d.Name == spec.Name && !d.IsDying))
                 throw new DomainExistsException($"a domain named '{spec.Name}' already exists");
             id = AllocateIdLocked();
             _domains[id] = null!; // Holds the id while we build outside the lock.

@@ -194,3 +194,16 @@ public sealed class DomainLifecycleTests : IDisposable
         Assert.True(b.Id > a.Id);
     }
 }
+
+public sealed class ConcurrentCreationTests
+{
+    [Fact]
+    public async Task DomainsCreatedAtTheSameTimeAllGetDistinctIds()
+    {
+        using var hv = new XenHypervisor(new ScriptedAccelerator(), new HostMemory(4UL << 30, 256UL << 20));
+        var domains = await Task.WhenAll(Enumerable.Range(0, 32).Select(i => Task.Run(() =>
+            hv.CreateDomain(new DomainCreateSpec($"c{i}", DomainType.Hvm, 4 << 20, 4 << 20, 1, 1)))));
+        Assert.Equal(32, domains.Select(d => d.Id).Distinct().Count());
+        Assert.Equal(32, hv.Domains.Count);
+    }
+}
