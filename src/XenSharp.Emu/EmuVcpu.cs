@@ -155,7 +155,7 @@ public sealed unsafe partial class EmuVcpu : IVcpu
     /// units a VMM publishes for the guest's clock — Xen's pvclock — and the guest's time would run at the wrong
     /// rate, far from the VMM's, so absolute timer deadlines it computes would never be reached.)
     /// </summary>
-    private ulong ReadTsc() => HostTimeStampCounter.Read() + (ulong)_tscOffset;
+    private ulong ReadTsc() => HostTsc.Read() + (ulong)_tscOffset;
 
     public VcpuExit Run()
     {

@@ -1,3 +1,4 @@
+using XenSharp.Accel;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using XenSharp.Hypervisor.Pv;

@@ -1,14 +1,13 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
-using XenSharp.Accel;
 
-namespace XenSharp.Hypervisor.Pv;
+namespace XenSharp.Accel;
 
 /// <summary>
 /// The host's time stamp counter: read with a tiny RDTSC stub (.NET has no intrinsic for it), frequency
 /// from CPUID leaf 0x15 when the CPU enumerates it, else calibrated once against Stopwatch. PV guests read
-/// RDTSC natively, so the pvclock we publish must be expressed in this counter.
+/// RDTSC natively (and the software CPU returns this counter too), so a pvclock published in it reads right.
 /// </summary>
 public static unsafe class HostTsc
 {
