@@ -9,15 +9,7 @@ public sealed class ResourceTests : IClassFixture<XldFixture>
 
     public ResourceTests(XldFixture xld) => _xld = xld;
 
-    private string Create(string name, string extra = "")
-    {
-        Skip.IfNot(File.Exists(Paths.HvmGuest), $"{Paths.HvmGuest} is not built (run make -C guests)");
-        var cfg = Path.Combine(_xld.Directory, $"{name}.cfg");
-        File.WriteAllText(cfg, $"name=\"{name}\"\ntype=\"hvm\"\nkernel=\"{Paths.HvmGuest}\"\nmemory=32\nmaxmem=64\n{extra}\n");
-        var r = _xld.Xl("create", cfg);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        return _xld.Xl("list", name).Stdout.Split('\n')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
-    }
+    private string Create(string name) => _xld.CreateHvm(name, "maxmem=64", memoryMiB: 32);
 
     [SkippableFact]
     public void MemSetAndMemMaxChangeTargetsWithinLimits()
