@@ -177,4 +177,13 @@ public sealed class HypercallTests : IDisposable
         Assert.Equal(-XenErrno.EPERM, d.Call(Hypercall.PhysdevOp, PhysdevOp.MapPirq, PvHarness.Scratch));
         Assert.Equal(-XenErrno.EPERM, d.Call(Hypercall.PlatformOp, PvHarness.Scratch));
     }
+
+    [Fact]
+    public void XenpmuOpAnswersAsXenWithoutVpmu()
+    {
+        var d = _h.NewDomain();
+        // XENPMU_mode_get (0) and XENPMU_init (4): no virtual PMU here, as Xen with vpmu=off.
+        Assert.Equal(-XenErrno.EOPNOTSUPP, d.Call(Hypercall.XenpmuOp, 0, PvHarness.Scratch));
+        Assert.Equal(-XenErrno.EOPNOTSUPP, d.Call(Hypercall.XenpmuOp, 4, PvHarness.Scratch));
+    }
 }

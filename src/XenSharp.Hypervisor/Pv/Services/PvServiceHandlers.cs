@@ -29,6 +29,9 @@ public static partial class PvServiceHandlers
         t.Register(Hypercall.PhysdevOp, "physdev_op", PhysdevOp);
         t.Register(Hypercall.PlatformOp, "platform_op", (_, in _) => EPERM);
         t.Register(Hypercall.VmAssist, "vm_assist", VmAssist);
+        // We offer no virtual PMU: Xen with vpmu=off (its default) answers every xenpmu_op this way, and Linux then
+        // says "VPMU disabled by hypervisor" and uses software perf events.
+        t.Register(Hypercall.XenpmuOp, "xenpmu_op", (_, in _) => -XenErrno.EOPNOTSUPP);
     }
 
     private static long Unimplemented(PvHypercallContext ctx, string op, ulong cmd)
