@@ -81,6 +81,11 @@ public static class X86
     public const int VectorDe = 0, VectorDb = 1, VectorNmi = 2, VectorBp = 3, VectorUd = 6, VectorNm = 7, VectorDf = 8,
         VectorTs = 10, VectorNp = 11, VectorSs = 12, VectorGp = 13, VectorPf = 14, VectorMf = 16, VectorAc = 17, VectorXm = 19;
 
+    private static readonly string[] VectorNames = ["de", "db", "nmi", "bp", "of", "br", "ud", "nm", "df", "9", "ts", "np", "ss", "gp", "pf", "15", "mf", "ac", "mc", "xm", "ve", "cp"];
+
+    /// <summary>The exception's mnemonic in lower case (#GP → "gp"), or its number for the others.</summary>
+    public static string VectorName(int vector) => (uint)vector < (uint)VectorNames.Length ? VectorNames[vector] : vector.ToString();
+
     /// <summary>Exception vectors that push an error code.</summary>
     public static bool HasErrorCode(int vector) => vector is 8 or 10 or 11 or 12 or 13 or 14 or 17 or 21 or 29 or 30;
 }

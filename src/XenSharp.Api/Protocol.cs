@@ -90,6 +90,9 @@ public sealed record DmesgArgs(bool Clear = false);
 
 public sealed record DmesgResult(IReadOnlyList<string> Lines);
 
+/// <summary>One software counter of a domain: exits by reason, hypercalls by name, exceptions by vector.</summary>
+public sealed record PerfCounterRow(string Name, long Value);
+
 public sealed record TokenCreateArgs(string Name, string Scope = "admin");
 
 public sealed record TokenCreateResult(string Name, string Scope, string Token);

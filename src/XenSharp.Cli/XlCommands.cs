@@ -21,6 +21,7 @@ public static class XlCommands
          console             Attach to domain's console
          rename              Rename a domain
          dmesg               Read and/or clear dmesg buffer
+         perfc               Print a domain's exit, hypercall and exception counters (as Xen's xenperf)
          info                Get information about Xen host
          uptime              Print uptime for all/some domains
          block-attach        Create a new virtual block device
@@ -71,6 +72,7 @@ public static class XlCommands
                 "rename" => await Rename(xld, a),
                 "dmesg" => await Dmesg(xld, a, stdout),
                 "uptime" => await Uptime(xld, a, stdout),
+                "perfc" => await Perfc(xld, a, stdout),
                 "mem-set" or "mem-max" => a.Length == 2 ? await Mem(xld, verb, a) : throw new UsageException($"Usage: xl {verb} <Domain> <MemMB['b'[bytes]|'k'[KB]|'g'[GB]|'t'[TB]]>"),
                 "top" => await Top.RunAsync(xld, a, stdout),
                 "block-list" or "network-list" => await DeviceList(xld, verb, a, stdout),
@@ -372,6 +374,14 @@ public static class XlCommands
     {
         var r = await xld.CallAsync<DmesgResult>("dmesg", new DmesgArgs(a.Contains("-c")));
         foreach (var l in r.Lines) stdout.WriteLine(l);
+        return 0;
+    }
+
+    private static async Task<int> Perfc(XldClient xld, string[] a, TextWriter stdout)
+    {
+        if (a.Length != 1) throw new UsageException("Usage: xl perfc <Domain>");
+        foreach (var c in await xld.CallAsync<PerfCounterRow[]>("perfc", new DomainArgs(a[0])))
+            stdout.WriteLine($"{c.Name,-40} {c.Value,14}");
         return 0;
     }
 

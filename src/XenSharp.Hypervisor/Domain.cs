@@ -40,6 +40,7 @@ public sealed class Domain : IDisposable
     public IReadOnlyList<VirtualCpu> Vcpus { get { lock (_lock) return _vcpus.ToArray(); } }
 
     public IDomainPlatform Platform => _platform ?? throw new InvalidOperationException($"domain {Id} has no platform yet");
+    public bool HasPlatform => Volatile.Read(ref _platform) is not null;
     public XenHypervisor Hypervisor => _hypervisor;
 
     internal Domain(XenHypervisor hypervisor, uint id, Guid uuid, string name, DomainType type, GuestMemory memory, IVirtualMachine machine, ulong maxBytes, int maxVcpus)

@@ -35,6 +35,9 @@ public sealed class VirtualCpu : IDisposable
     public IReadOnlyCollection<int>? HardAffinity { get; internal set; }
     public long ExitCount => Interlocked.Read(ref _exits);
 
+    /// <summary>This vCPU's exits by reason.</summary>
+    public ExitCounters Exits { get; } = new();
+
     /// <summary>Host thread id of the vCPU thread, for affinity and CPU-time accounting (0 before it starts).</summary>
     public int HostThreadId => _tid;
 
@@ -149,6 +152,7 @@ public sealed class VirtualCpu : IDisposable
                 _domain.Platform.BeforeEntry(this);
                 var exit = Cpu.Run();
                 Interlocked.Increment(ref _exits);
+                Exits.Count(exit.Reason);
                 if (exit.Reason == ExitReason.Interrupted) continue;
                 var action = Dispatch(exit);
                 if (action == ExitAction.Stop) break;

@@ -72,4 +72,22 @@ public sealed class PvGuestTests : IClassFixture<XldFixture>
         Assert.Equal("xenconsoled", _xld.Xl("xenstore-read", $"/local/domain/{id}/console/type").Stdout.Trim());
         Assert.Equal(0, _xld.Xl("destroy", "pv-xs").ExitCode);
     }
+
+    [SkippableFact]
+    public void PerfcCountsExitsHypercallsAndExceptions()
+    {
+        Create("pv-perfc", 0, "on_poweroff = \"preserve\"");
+        XldFixture.WaitUntil(() => _xld.ConsoleLog("pv-perfc").Contains("PVTEST done"), Timeout, () => _xld.ConsoleLog("pv-perfc"));
+        var r = _xld.Xl("perfc", "pv-perfc");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var counters = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToDictionary(c => c[0], c => long.Parse(c[1]));
+        // The test kernel prints (console_io), takes a page fault it handles itself (#PF), and each hypercall is a doorbell (MMIO) exit.
+        Assert.True(counters["hypercall/console_io"] > 0, r.Stdout);
+        Assert.True(counters["hypercall/sched_op"] > 0, r.Stdout);
+        Assert.True(counters["exception/pf"] > 0, r.Stdout);
+        Assert.True(counters["exits"] >= counters["exits/mmio"] && counters["exits/mmio"] >= counters["hypercall/console_io"], r.Stdout);
+        Assert.Equal(1, _xld.Xl("perfc", "no-such-domain").ExitCode);
+        Assert.Equal(0, _xld.Xl("destroy", "pv-perfc").ExitCode);
+    }
 }

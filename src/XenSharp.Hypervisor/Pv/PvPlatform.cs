@@ -38,7 +38,7 @@ public sealed class PvGuestMemory(GuestPageWalker walker, PvVcpuState st) : IGue
 /// hypercalls, bounces exceptions and events into the guest, emulates privileged instructions, and returns to the
 /// guest through the resume stub (which also carries out queued page-table writes and flushes in guest context).
 /// </summary>
-public sealed partial class PvPlatform : IDomainPlatform
+public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
 {
     private readonly Domain _domain;
     private readonly HashSet<ulong> _mappedSpecial = new();
@@ -58,6 +58,21 @@ public sealed partial class PvPlatform : IDomainPlatform
     /// <summary>Exception exits per vector, and the guest rip of the last one (diagnostics).</summary>
     public long[] ExceptionCounts { get; } = new long[256];
     public ulong LastExceptionRip { get; private set; }
+
+    /// <summary>Syscalls from guest user mode, bounced to the guest kernel (each one an exit here).</summary>
+    public long UserSyscalls;
+
+    public IEnumerable<PerfCounter> PerfCounters()
+    {
+        for (int i = 0; i < HypercallCounts.Length; i++)
+            yield return new PerfCounter($"hypercall/{Services.Hypercalls.NameOf((ulong)i)}", Interlocked.Read(ref HypercallCounts[i]));
+        for (int v = 0; v < ExceptionCounts.Length; v++)
+            yield return new PerfCounter($"exception/{X86.VectorName(v)}", Interlocked.Read(ref ExceptionCounts[v]));
+        yield return new PerfCounter("syscall/user", Interlocked.Read(ref UserSyscalls));
+        long upcalls = 0;
+        foreach (var v in _domain.Vcpus) if (Services.Vcpu(v.Id) is { } st) upcalls += st.UpcallCount;
+        yield return new PerfCounter("event/upcalls", upcalls);
+    }
     public ulong LastExceptionCr2 { get; private set; }
 
     public PvPlatform(Domain domain, PvDomainState services, HypervisorArea area, PvMmu mmu)
@@ -146,6 +161,7 @@ public sealed partial class PvPlatform : IDomainPlatform
                 ctx.Regs.Rflags = regs.R11;
                 if (!st.KernelMode)
                 {
+                    Interlocked.Increment(ref UserSyscalls);
                     Traps.UserSyscall(st, ref ctx, offset == PvLayout.DbSyscall32);
                     st.PendingResume = ctx;
                     return ExitAction.Continue;
