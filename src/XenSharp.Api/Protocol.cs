@@ -86,6 +86,9 @@ public sealed record HostInfo(
     string XendConfigFormat,
     double UptimeSeconds);
 
+/// <summary><c>xl vcpu-set</c>: how many vCPUs the guest should have online.</summary>
+public sealed record VcpuSetArgs(string Domain, int Count);
+
 public sealed record DmesgArgs(bool Clear = false);
 
 public sealed record DmesgResult(IReadOnlyList<string> Lines);

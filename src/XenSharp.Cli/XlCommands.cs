@@ -36,6 +36,7 @@ public static class XlCommands
          sched-credit        Get/set credit scheduler parameters
          vcpu-list           List the VCPUs for all/some domains
          vcpu-pin            Set which CPUs a VCPU can use
+         vcpu-set            Set the number of active VCPUs allowed for the domain
          xenstore-ls         List a xenstore subtree (dom0's view)
          xenstore-read       Read xenstore nodes
          xenstore-write      Write xenstore nodes (path value pairs)
@@ -83,6 +84,8 @@ public static class XlCommands
                 "sched-credit" => await SchedCredit(xld, a, stdout),
                 "vcpu-list" => await VcpuList(xld, a, stdout),
                 "vcpu-pin" => await VcpuPin(xld, a),
+                "vcpu-set" => a.Length == 2 && int.TryParse(a[1], out int nv) ? await Call(xld, "vcpu-set", new VcpuSetArgs(a[0], nv))
+                    : throw new UsageException("Usage: xl vcpu-set <Domain> <vCPUs>"),
                 "xenstore-ls" => await XenstoreLs(xld, a, stdout),
                 "xenstore-read" => await XenstoreEach(xld, "read", a, stdout),
                 "xenstore-rm" => await XenstoreEach(xld, "rm", a, stdout),

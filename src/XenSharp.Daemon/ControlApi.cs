@@ -21,7 +21,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
 
     /// <summary>Commands that change something: audited, and refused to read-only tokens.</summary>
     public static readonly IReadOnlySet<string> Mutating = new HashSet<string>
-        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin", "xenstore", "mem-set", "mem-max", "block-attach", "block-detach", "network-attach", "network-detach" };
+        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin", "xenstore", "mem-set", "mem-max", "vcpu-set", "block-attach", "block-detach", "network-attach", "network-detach" };
 
     /// <summary>Commands only root on the unix socket may use: token management.</summary>
     public static readonly IReadOnlySet<string> LocalOnly = new HashSet<string> { "token-create", "token-list", "token-revoke" };
@@ -50,6 +50,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
                 "console" => Console(Args<DomainArgs>(request)),
                 "sched-credit" => Ok(SchedCredit(request.ArgsAs<SchedCreditArgs>() ?? new SchedCreditArgs())),
                 "vcpu-pin" => VcpuPin(Args<VcpuPinArgs>(request)),
+                "vcpu-set" => Args<VcpuSetArgs>(request) is var vs ? Do(new DomainArgs(vs.Domain), d => toolstack.SetVcpuCount(d, vs.Count)) : null!,
                 "vcpu-list" => Ok(VcpuList(request.ArgsAs<VcpuListArgs>() ?? new VcpuListArgs())),
                 "xenstore" => Xenstore(Args<XenstoreArgs>(request)),
                 "block-list" => Ok(BlockList(Args<DomainArgs>(request))),

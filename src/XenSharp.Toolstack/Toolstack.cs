@@ -286,6 +286,21 @@ public sealed class Toolstack : IDisposable
         lock (_xsLock) _xs.Write($"{DomainStoreLayout.DomainPath(domain.Id)}/memory/static-max", (bytes >> 10).ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    /// <summary>
+    /// <c>xl vcpu-set</c>: asks the guest to run <paramref name="count"/> vCPUs. As Xen's toolstack does for PV guests,
+    /// this writes <c>cpu/N/availability</c>; the guest's hotplug watcher brings CPUs up (VCPUOP_up) or takes them down.
+    /// </summary>
+    public void SetVcpuCount(Domain domain, int count)
+    {
+        if (domain.Type != XenSharp.Hypervisor.DomainType.Pv)
+            throw new ToolstackException($"domain {domain.Id} is {domain.Type.ToString().ToUpperInvariant()}: vCPU hot-plug needs ACPI CPU hot-plug, which XenSharp's HVM platform does not emulate");
+        if (count < 1 || count > domain.MaxVcpus)
+            throw new ToolstackException($"domain {domain.Id} can have 1 to {domain.MaxVcpus} vCPUs (maxvcpus); {count} asked");
+        lock (_xsLock)
+            for (int i = 0; i < domain.MaxVcpus; i++)
+                _xs.Write($"{DomainStoreLayout.DomainPath(domain.Id)}/cpu/{i}/availability", i < count ? "online" : "offline");
+    }
+
     /// <summary>Renames a domain in the hypervisor and in xenstore.</summary>
     public void Rename(Domain domain, string newName)
     {

@@ -62,4 +62,33 @@ public sealed class ResourceTests : IClassFixture<XldFixture>
         Assert.Matches(@"xensharp_host_free_memory_bytes \d+", text);
         Assert.Equal(0, _xld.Xl("destroy", "metrics-a").ExitCode);
     }
+
+    [SkippableFact]
+    public void VcpuSetWritesAvailabilityWithinMaxvcpusForPvOnly()
+    {
+        var kernel = Path.Combine(Paths.Repo, "guests", "build", "pv-test.elf");
+        Skip.IfNot(File.Exists(kernel), $"{kernel} is not built (run make -C guests)");
+        var cfg = Path.Combine(_xld.Directory, "vs-pv.cfg");
+        // The test kernel blocks in its event loop (reason 9 is not a shutdown it knows), so the domain stays up.
+        File.WriteAllText(cfg, $"name=\"vs-pv\"\ntype=\"pv\"\nkernel=\"{kernel}\"\nextra=\"reason=0\"\nmemory=32\nvcpus=1\nmaxvcpus=3\non_poweroff=\"preserve\"\n");
+        Assert.Equal(0, _xld.Xl("create", "-p", cfg).ExitCode);
+        string id = _xld.DomainId("vs-pv");
+        string Avail(int n) => _xld.Xl("xenstore-read", $"/local/domain/{id}/cpu/{n}/availability").Stdout.Trim();
+        Assert.Equal(["online", "offline", "offline"], new[] { Avail(0), Avail(1), Avail(2) });
+        Assert.Equal(0, _xld.Xl("vcpu-set", "vs-pv", "3").ExitCode);
+        Assert.Equal(["online", "online", "online"], new[] { Avail(0), Avail(1), Avail(2) });
+        Assert.Equal(0, _xld.Xl("vcpu-set", "vs-pv", "2").ExitCode);
+        Assert.Equal(["online", "online", "offline"], new[] { Avail(0), Avail(1), Avail(2) });
+        var over = _xld.Xl("vcpu-set", "vs-pv", "4");
+        Assert.Equal(1, over.ExitCode);
+        Assert.Contains("1 to 3 vCPUs", over.Stderr);
+        Assert.Equal(2, _xld.Xl("vcpu-set", "vs-pv", "two").ExitCode);
+        Assert.Equal(0, _xld.Xl("destroy", "vs-pv").ExitCode);
+
+        Create("vs-hvm");
+        var hvm = _xld.Xl("vcpu-set", "vs-hvm", "1");
+        Assert.Equal(1, hvm.ExitCode);
+        Assert.Contains("HVM", hvm.Stderr);
+        Assert.Equal(0, _xld.Xl("destroy", "vs-hvm").ExitCode);
+    }
 }
