@@ -68,6 +68,17 @@ public sealed class StoreTests : IDisposable
     }
 
     [Fact]
+    public void Committed_memory_counts_each_vps_at_its_plans_memory_the_most_a_live_resize_may_reach()
+    {
+        long before = _s.HostCommittedMiB(_host);
+        var plan = _plan;
+        var id = _s.CreateVps("committed", _owner, _host, plan, _tpl);
+        Assert.Equal(before + plan.MemoryMiB, _s.HostCommittedMiB(_host));
+        _s.ResizeVps(id, plan.Id, 16, 1);
+        Assert.Equal(before + plan.MemoryMiB, _s.HostCommittedMiB(_host));
+    }
+
+    [Fact]
     public void A_PostgreSQL_connection_string_is_refused_with_the_reason()
     {
         var e = Assert.Throws<ArgumentException>(() => new Db("Host=db.example;Database=panel;Username=panel;Password=x"));

@@ -110,7 +110,9 @@ public sealed class Store(Db db)
             ("$n", name), ("$u", url), ("$t", token), ("$m", maintenance ? 1 : 0), ("$id", id));
     public bool DeleteHost(long id) =>
         Count("SELECT COUNT(*) FROM vps WHERE host_id=$id", ("$id", id)) == 0 && Exec("DELETE FROM hosts WHERE id=$id", ("$id", id)) > 0;
-    public long HostCommittedMiB(long hostId) => Count("SELECT COALESCE(SUM(memory_mib),0) FROM vps WHERE host_id=$id", ("$id", hostId));
+    /// <summary>Host memory the host's VPSes hold: each reserves its maxmem there, which is its plan's memory (a live resize may grow to it).</summary>
+    public long HostCommittedMiB(long hostId) =>
+        Count("SELECT COALESCE(SUM(MAX(v.memory_mib, p.memory_mib)),0) FROM vps v JOIN plans p ON p.id = v.plan_id WHERE v.host_id=$id", ("$id", hostId));
 
     // ---- plans
     private const string PlanCols = "id,name,memory_mib,vcpus,disk_gib,cpu_weight,cpu_cap,traffic_gib,rate_mbps";
