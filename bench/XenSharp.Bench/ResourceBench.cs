@@ -43,7 +43,7 @@ static class ResourceBench
                 var (e1, e2) = CpuShares(ts, Create, cpu, 256, 256, seconds);
                 var (w1, w2) = CpuShares(ts, Create, cpu, 256, 512, seconds);
                 double ratio = w2 / w1, baseline = e2 / e1;
-                Console.WriteLine($"weights 256:512 on one CPU: CPU time ratio {ratio:F3} (target 2.000, {100 * (ratio / 2 - 1):+0.0;-0.0}%); " +
+                Console.WriteLine($"weights 256:512 on one CPU: CPU time ratio {ratio:F3} (target 2.000, {100 * (ratio / 2 - 1):0.0}% off); " +
                                   $"baseline 256:256 ratio {baseline:F3}; shares {w1:P1} / {w2:P1} of the CPU (equal weights: {e1:P1} / {e2:P1})");
                 double capped = Alone(ts, Create, cpu, "cap=50", seconds);
                 double free = Alone(ts, Create, cpu, "", seconds);
@@ -56,7 +56,17 @@ static class ResourceBench
         {
             hv.Dispose();
             state.Delete(true);
-            try { Directory.Delete(Path.Combine("/sys/fs/cgroup/cpu", group)); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            // Domain groups whose threads were still exiting when the domain went are removed here, then the bench's group.
+            var root = Path.Combine("/sys/fs/cgroup/cpu", group);
+            for (int attempt = 0; attempt < 50 && Directory.Exists(root); attempt++)
+            {
+                try
+                {
+                    foreach (var sub in Directory.GetDirectories(root)) Directory.Delete(sub);
+                    Directory.Delete(root);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Thread.Sleep(100); }
+            }
         }
     }
 
