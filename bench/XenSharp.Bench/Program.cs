@@ -17,7 +17,9 @@ accels.Add(("emu", () => new EmuAccelerator()));
 string repo = Bench.FindRepo();
 string guest = Path.Combine(repo, "guests", "build", "hvm-hello.elf");
 
-foreach (var (name, make) in accels)
+// "resources" runs only the resource-guarantee figures (weights, cap, balloon).
+bool onlyResources = args.Contains("resources");
+foreach (var (name, make) in onlyResources ? [] : accels)
 {
     Console.WriteLine($"\n== accelerator {name}");
     Bench.ExitCost(make, iterations: name == "kvm" ? 20000 : 200000);
@@ -27,7 +29,9 @@ foreach (var (name, make) in accels)
     if (File.Exists(pvKernel)) PvHypercallBench.NullHypercall(make, pvKernel, iterations: name == "kvm" ? 20000 : 200000);
     else Console.WriteLine($"null hypercall: skipped ({pvKernel} not built: make -C guests)");
 }
-if (kvmUsable) Bench.CompareWithCProbes(repo);
+if (kvmUsable && !onlyResources) Bench.CompareWithCProbes(repo);
+Console.WriteLine($"\n== resource guarantees ({accels[0].Name})");
+ResourceBench.Run(accels[0].Make, repo, seconds: 10);
 return 0;
 
 static class Bench

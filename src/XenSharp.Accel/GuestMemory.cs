@@ -94,6 +94,21 @@ public sealed unsafe class GuestMemory : IDisposable
         Posix.Check(Posix.fallocate(_fd, Posix.FALLOC_FL_PUNCH_HOLE | Posix.FALLOC_FL_KEEP_SIZE, (long)address, (long)length), "fallocate(PUNCH_HOLE)");
     }
 
+    /// <summary>
+    /// Bytes of host memory the memfd holds right now (<c>st_blocks</c> × 512): pages the guest has touched, less
+    /// those given back with <see cref="Discard"/>. This is the domain's real footprint, not its reservation.
+    /// </summary>
+    public ulong AllocatedBytes
+    {
+        get
+        {
+            if (_base == 0) return 0;
+            byte* st = stackalloc byte[Posix.StatSize];
+            Posix.Check(Posix.fstat(_fd, st), "fstat(memfd)");
+            return *(ulong*)(st + Posix.StatBlocksOffset) * 512;
+        }
+    }
+
     public void Dispose()
     {
         nint b = Interlocked.Exchange(ref _base, 0);

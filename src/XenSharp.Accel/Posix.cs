@@ -41,6 +41,12 @@ public static unsafe partial class Posix
     [LibraryImport("libc", SetLastError = true)]
     public static partial int fsync(int fd);
 
+    /// <summary>fstat(2) into a raw <c>struct stat</c> (x86-64 layout: 144 bytes, st_blocks at offset 64).</summary>
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int fstat(int fd, byte* statbuf);
+
+    public const int StatSize = 144, StatBlocksOffset = 64;
+
     [LibraryImport("libc", SetLastError = true)]
     public static partial int madvise(nint addr, nuint length, int advice);
 

@@ -135,3 +135,39 @@ public sealed record DeviceDetachArgs(string Domain, string Device);
 /// <summary>One row of <c>xl block-list</c> or <c>network-list</c>, with its traffic counters.</summary>
 public sealed record DeviceRow(uint DomainId, uint DevId, string Name, string Target, int State, string? Error, string BackendPath,
     long ReadOrRxBytes, long WriteOrTxBytes, long Requests);
+
+/// <summary><c>stats</c>: one domain's resource figures, or every domain's when <see cref="Domain"/> is null.</summary>
+public sealed record StatsArgs(string? Domain = null);
+
+/// <summary>
+/// A domain's resource figures at <see cref="AtUtc"/>, for xl top, the panel's graphs and traffic accounting, and
+/// /metrics. Byte and request counters are running totals since the device was attached: they restart from zero
+/// when the domain is rebuilt (restart, reboot), so a reader that wants deltas treats a smaller value as a reset.
+/// Net directions are the guest's (Tx: sent by the guest). <see cref="AllocatedBytes"/> is host memory the
+/// domain's RAM holds right now (its memfd's st_blocks): it falls when the guest balloons pages out.
+/// </summary>
+public sealed record DomainStats(
+    string Name,
+    uint Id,
+    string State,
+    double CpuSeconds,
+    int Vcpus,
+    ulong TargetBytes,
+    ulong MaxBytes,
+    ulong AllocatedBytes,
+    int Nets,
+    long NetTxBytes,
+    long NetRxBytes,
+    long NetTxPackets,
+    long NetRxPackets,
+    int Vbds,
+    long VbdReadRequests,
+    long VbdWriteRequests,
+    long VbdReadBytes,
+    long VbdWriteBytes,
+    double UptimeSeconds,
+    DateTime AtUtc,
+    IReadOnlyList<DeviceStats> Devices);
+
+/// <summary>One vif ("vif") or vbd ("vbd") of <see cref="DomainStats"/>: for a vif Read is Rx and Write is Tx.</summary>
+public sealed record DeviceStats(string Kind, uint DevId, string Name, long ReadBytes, long WriteBytes, long ReadOps, long WriteOps);

@@ -53,6 +53,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
                 "vcpu-set" => Args<VcpuSetArgs>(request) is var vs ? Do(new DomainArgs(vs.Domain), d => toolstack.SetVcpuCount(d, vs.Count)) : null!,
                 "vcpu-list" => Ok(VcpuList(request.ArgsAs<VcpuListArgs>() ?? new VcpuListArgs())),
                 "xenstore" => Xenstore(Args<XenstoreArgs>(request)),
+                "stats" => Ok(Stats(request.ArgsAs<StatsArgs>() ?? new StatsArgs())),
                 "block-list" => Ok(BlockList(Args<DomainArgs>(request))),
                 "network-list" => Ok(NetworkList(Args<DomainArgs>(request))),
                 "block-attach" => Attach(Args<DeviceAttachArgs>(request), block: true),
@@ -97,6 +98,9 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
         var domain = toolstack.Create(plan, args.Paused);
         return new CreateResult(domain.Id, domain.Name, warnings);
     }
+
+    private DomainStats[] Stats(StatsArgs args) =>
+        DomainStatsReader.Read(toolstack, args.Domain is null ? toolstack.Hypervisor.Domains : [toolstack.Resolve(args.Domain)]);
 
     private DeviceRow[] BlockList(DomainArgs args) =>
         toolstack.Backends.ListDisks(toolstack.Resolve(args.Domain).Id).Select(d => new DeviceRow(d.Domid, d.DevId, d.Vdev, d.Target + (d.ReadOnly ? " (ro)" : ""),

@@ -191,11 +191,28 @@ public sealed class ApiTests(ApiFixture f) : IClassFixture<ApiFixture>
         Assert.Equal(HttpStatusCode.OK, (await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/boot")).StatusCode);
         Assert.True(f.Xld.Has("life"));
 
+        Assert.Contains("maxmem = 64", await (await f.Send(f.AliceToken, HttpMethod.Get, $"/api/v1/vps/{id}/config")).Content.ReadAsStringAsync());
+        int MemSets() => f.Xld.Commands.Count(c => c == "mem-set");
+        int memSets = MemSets();
         await Problem(await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { memoryMiB = 128 }), HttpStatusCode.BadRequest);
+        await Problem(await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { memoryMiB = 8 }), HttpStatusCode.BadRequest);
         await Problem(await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { vcpus = 3 }), HttpStatusCode.BadRequest);
         await Problem(await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { planId = f.PlanId + 100 }), HttpStatusCode.BadRequest);
+        Assert.Equal(memSets, MemSets()); // refused on the panel: the host was never asked
+        // The VPS runs: the new memory reaches it at once (mem-set), within the plan.
         Assert.Equal(HttpStatusCode.OK, (await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { memoryMiB = 32, vcpus = 1 })).StatusCode);
         Assert.Equal(32, f.Panel.Store.AllVps().Single(v => v.Id == id).MemoryMiB);
+        Assert.Equal(memSets + 1, MemSets());
+        Assert.Equal(32, f.Xld.MemoryOf("life"));
+        // And back up to the plan's limit, live.
+        Assert.Equal(HttpStatusCode.OK, (await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { memoryMiB = 64 })).StatusCode);
+        Assert.Equal(64, f.Xld.MemoryOf("life"));
+        // The host refuses: the panel reports it and keeps the old size.
+        f.Xld.RefuseMemSet = true;
+        try { await Problem(await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { memoryMiB = 48 }), HttpStatusCode.Conflict); }
+        finally { f.Xld.RefuseMemSet = false; }
+        Assert.Equal(64, f.Panel.Store.AllVps().Single(v => v.Id == id).MemoryMiB);
+        Assert.Equal(HttpStatusCode.OK, (await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { memoryMiB = 32 })).StatusCode);
 
         await Problem(await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/rebuild", new { templateId = f.TemplateId }), HttpStatusCode.BadRequest);
         Assert.Equal(HttpStatusCode.OK, (await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/rebuild", new { templateId = f.TemplateId, confirm = "life" })).StatusCode);
@@ -205,7 +222,7 @@ public sealed class ApiTests(ApiFixture f) : IClassFixture<ApiFixture>
         Assert.True(f.Xld.Has("life2"));
 
         var traffic = JsonDocument.Parse(await (await f.Send(f.AliceToken, HttpMethod.Get, $"/api/v1/vps/{id}/traffic")).Content.ReadAsStringAsync()).RootElement;
-        Assert.Equal(0, traffic.GetProperty("usedBytes").GetInt64());
+        Assert.Equal(traffic.GetProperty("rxBytes").GetInt64() + traffic.GetProperty("txBytes").GetInt64(), traffic.GetProperty("usedBytes").GetInt64());
         Assert.Equal(100L << 30, traffic.GetProperty("quotaBytes").GetInt64());
 
         Assert.Equal(HttpStatusCode.NoContent, (await f.Send(f.AliceToken, HttpMethod.Delete, $"/api/v1/vps/{id}")).StatusCode);
@@ -241,6 +258,17 @@ public sealed class ApiTests(ApiFixture f) : IClassFixture<ApiFixture>
         Assert.True(pts.Count >= 2);
         Assert.Equal(64, pts[^1].GetProperty("memoryMiB").GetInt32());
         Assert.InRange(pts[^1].GetProperty("cpuPercent").GetDouble(), 10, 40); // the fake burns 25% of a CPU
+        // Disk and network rates from the host's byte counters (the fake: 10 kB/s in, 5 kB/s out, 40 kB/s read, 2 kB/s written).
+        Assert.True(s.GetProperty("ioReported").GetBoolean());
+        Assert.InRange(pts[^1].GetProperty("netRxBytesPerSecond").GetDouble(), 5000, 15000);
+        Assert.InRange(pts[^1].GetProperty("netTxBytesPerSecond").GetDouble(), 2500, 7500);
+        Assert.InRange(pts[^1].GetProperty("diskReadBytesPerSecond").GetDouble(), 20000, 60000);
+        Assert.InRange(pts[^1].GetProperty("diskWriteBytesPerSecond").GetDouble(), 1000, 3000);
+        // The same counters feed the month's traffic: received plus sent, against the plan's 100 GiB.
+        var traffic = JsonDocument.Parse(await (await f.Send(f.AliceToken, HttpMethod.Get, $"/api/v1/vps/{id}/traffic")).Content.ReadAsStringAsync()).RootElement;
+        Assert.True(traffic.GetProperty("usedBytes").GetInt64() > 0, traffic.ToString());
+        Assert.Equal(traffic.GetProperty("rxBytes").GetInt64() + traffic.GetProperty("txBytes").GetInt64(), traffic.GetProperty("usedBytes").GetInt64());
+        Assert.True(traffic.GetProperty("rxBytes").GetInt64() > traffic.GetProperty("txBytes").GetInt64());
     }
 
     [Fact]

@@ -99,6 +99,10 @@ public sealed class BrowserTests(E2eFixture f, ITestOutputHelper output) : IAsyn
         var before = await GraphPoints(page);
         await WaitFor(async () => await GraphPoints(page) > before, TimeSpan.FromSeconds(30), async () => $"CPU graph stuck at {await GraphPoints(page)} points");
         Assert.NotEmpty(await page.InnerTextAsync("#mem-now"));
+        // Disk and network graphs from xld's stats counters, drawn beside them.
+        Assert.True(int.Parse(await page.GetAttributeAsync("#net-graph", "data-points") ?? "0") >= 2);
+        Assert.True(int.Parse(await page.GetAttributeAsync("#disk-graph", "data-points") ?? "0") >= 2);
+        Assert.EndsWith("KiB/s", await page.InnerTextAsync("#net-now"));
         await Shot(page, "vps-detail");
 
         // Reboot: the guest comes back and prints its banner again.

@@ -15,7 +15,7 @@ namespace XenSharp.Panel.Tests;
 /// </summary>
 public sealed class FakeXld : IAsyncDisposable
 {
-    private sealed record Dom(uint Id, string Name, int Memory, int Vcpus, DateTime Started, string Config);
+    private sealed record Dom(uint Id, string Name, int Memory, int Vcpus, DateTime Started, string Config, int MaxMemory);
 
     private readonly WebApplication _app;
     private readonly ConcurrentDictionary<string, Dom> _doms = new();
@@ -23,6 +23,8 @@ public sealed class FakeXld : IAsyncDisposable
     public const string Token = "fake-xld-token";
     public string Url { get; private set; } = "";
     public bool FailCreate { get; set; }
+    /// <summary>Refuse every mem-set, as a host whose domain has a lower maxmem would.</summary>
+    public bool RefuseMemSet { get; set; }
     public ConcurrentQueue<string> Commands { get; } = new();
     public string? LastConfig { get; private set; }
     private static string? LastConfigStatic;
@@ -50,6 +52,16 @@ public sealed class FakeXld : IAsyncDisposable
                     cpuSeconds = (DateTime.UtcNow - d.Started).TotalSeconds * 0.25, type = "hvm", uuid = Guid.Empty, uptimeSeconds = (DateTime.UtcNow - d.Started).TotalSeconds,
                 })),
                 "create" => Guard(() => Create(Arg("configText"))),
+                // Counters that grow with the domain's uptime: 10 kB/s received, 5 kB/s sent, 40 kB/s read, 2 kB/s written.
+                "stats" => Ok(_doms.Values.OrderBy(d => d.Id).Select(d => (d, t: (DateTime.UtcNow - d.Started).TotalSeconds) is var (dd, t) ? new
+                {
+                    name = dd.Name, id = dd.Id, cpuSeconds = t * 0.25, allocatedBytes = (long)dd.Memory << 20, nets = 1, netTxBytes = (long)(t * 5000),
+                    netRxBytes = (long)(t * 10000), vbds = 1, vbdReadBytes = (long)(t * 40000), vbdWriteBytes = (long)(t * 2000), atUtc = DateTime.UtcNow,
+                } : null)),
+                "mem-set" => !_doms.TryGetValue(Arg("domain"), out var m) ? Fail($"no domain {Arg("domain")}")
+                    : RefuseMemSet ? Fail("memory target is above the domain's maxmem (simulated)")
+                    : int.Parse(Arg("size").TrimEnd('m')) is var mib && mib > m.MaxMemory ? Fail($"memory target {mib} MiB is above maxmem {m.MaxMemory} MiB")
+                    : Set(m with { Memory = mib }),
                 "destroy" or "shutdown" when Arg("reboot") == "true" || Arg("reboot") == "True" =>
                     _doms.TryGetValue(Arg("domain"), out var d) ? Set(d with { Started = DateTime.UtcNow }) : Fail($"no domain {Arg("domain")}"),
                 "destroy" or "shutdown" => _doms.TryRemove(Arg("domain"), out _) ? Ok(null) : Fail($"no domain {Arg("domain")}"),
@@ -89,12 +101,14 @@ public sealed class FakeXld : IAsyncDisposable
         var name = Regex.Match(cfg, "name = \"([^\"]+)\"").Groups[1].Value;
         if (_doms.ContainsKey(name)) return Fail($"domain {name} exists");
         var mem = int.Parse(Regex.Match(cfg, @"memory = (\d+)").Groups[1].Value);
-        var d = new Dom(Interlocked.Increment(ref _nextId), name, mem, int.Parse(Regex.Match(cfg, @"vcpus = (\d+)").Groups[1].Value), DateTime.UtcNow, cfg);
+        var max = Regex.Match(cfg, @"maxmem = (\d+)") is { Success: true } mm ? int.Parse(mm.Groups[1].Value) : mem;
+        var d = new Dom(Interlocked.Increment(ref _nextId), name, mem, int.Parse(Regex.Match(cfg, @"vcpus = (\d+)").Groups[1].Value), DateTime.UtcNow, cfg, max);
         _doms[name] = d;
         return Ok(new { domainId = d.Id, name, warnings = Array.Empty<string>() });
     }
 
     public bool Has(string name) => _doms.ContainsKey(name);
+    public int MemoryOf(string name) => _doms[name].Memory;
 
     public async Task StartAsync()
     {

@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
+using XenSharp.Panel.Data;
 
 namespace XenSharp.Panel.Tests;
 
@@ -65,6 +66,42 @@ public sealed class RealXldTests(E2eFixture f)
             Assert.Contains("by-hand", h.GetProperty("unmanaged").EnumerateArray().Select(e => e.GetString()));
         }
         finally { f.Xld.Xl("destroy", "by-hand"); }
+    }
+
+    [SkippableFact]
+    public async Task Live_resize_reaches_the_running_domain_and_io_counters_are_sampled()
+    {
+        Skip.If(f.SkipReason is not null, f.SkipReason);
+        var s = f.Panel.Store;
+        var plan = s.GetPlan(s.CreatePlan(new Plan(0, "roomy", 48, 1, 1, 256, 0, 50, 0)))!;
+        var id = s.CreateVps("resize-guest", f.AliceId, f.HostId, plan, f.TemplateId);
+        var token = f.Panel.Token(f.AliceId, "write");
+        var boot = await Send(token, HttpMethod.Post, $"/api/v1/vps/{id}/boot");
+        Assert.True(boot.StatusCode == HttpStatusCode.OK, await boot.Content.ReadAsStringAsync() + "\nxld: " + f.Xld.Output);
+        string Mem() => f.Xld.Xl("list", "resize-guest").Split('\n')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[2];
+        Assert.Equal("48", Mem());
+
+        // Down and back up while it runs: xld's mem-set, within the plan's 48 MiB (the domain's maxmem).
+        Assert.Equal(HttpStatusCode.OK, (await Send(token, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { memoryMiB = 32 })).StatusCode);
+        Assert.Equal("32", Mem());
+        Assert.Equal(HttpStatusCode.BadRequest, (await Send(token, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { memoryMiB = 64 })).StatusCode);
+        Assert.Equal("32", Mem());
+        Assert.Equal(HttpStatusCode.OK, (await Send(token, HttpMethod.Post, $"/api/v1/vps/{id}/resize", new { memoryMiB = 48 })).StatusCode);
+        Assert.Equal("48", Mem());
+
+        // The sampler reads xld's stats: the graphs have I/O rates (zero here: the HVM guest has no vifs or vbds).
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        JsonElement st;
+        do
+        {
+            await Task.Delay(500);
+            st = JsonDocument.Parse(await (await Send(token, HttpMethod.Get, $"/api/v1/vps/{id}/stats")).Content.ReadAsStringAsync()).RootElement;
+        } while (!st.GetProperty("ioReported").GetBoolean() && DateTime.UtcNow < deadline);
+        Assert.True(st.GetProperty("ioReported").GetBoolean(), st.ToString());
+        Assert.Equal(0, st.GetProperty("points").EnumerateArray().Last().GetProperty("netRxBytesPerSecond").GetDouble());
+
+        Assert.Equal(HttpStatusCode.OK, (await Send(token, HttpMethod.Post, $"/api/v1/vps/{id}/force-off")).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await Send(token, HttpMethod.Delete, $"/api/v1/vps/{id}")).StatusCode);
     }
 
     internal static async Task ReadUntil(ClientWebSocket ws, StringBuilder seen, string want, TimeSpan timeout)

@@ -36,16 +36,53 @@ public sealed class StoreTests : IDisposable
     }
 
     [Fact]
-    public void Traffic_accounting_adds_counter_deltas_per_month_and_survives_a_counter_reset()
+    public void Traffic_accounting_adds_counter_deltas_per_month_and_survives_counter_resets_and_panel_restarts()
     {
         var id = _s.CreateVps("traffic", _owner, _host, _plan, _tpl);
-        var t = new TrafficAccounting(_s);
-        t.Observe(id, null, null); // no counters from the host: nothing recorded
-        t.Observe(id, 1000, 500);
-        t.Observe(id, 1500, 700);
-        t.Observe(id, 200, 100); // the domain restarted: its counters began again
         var month = TrafficAccounting.MonthOf(DateTime.UtcNow);
+        var t = new TrafficAccounting(_s);
+        t.Observe(id, domid: 5, 1000, 500);
+        t.Observe(id, domid: 5, 1500, 700);
+        Assert.Equal(new Traffic(month, 1500, 700), _s.GetTraffic(id, month));
+        t.Observe(id, domid: 5, 200, 100); // the counters went down: the domain was rebuilt, these are all new bytes
         Assert.Equal(new Traffic(month, 1700, 800), _s.GetTraffic(id, month));
+        t.Observe(id, domid: 6, 4000, 900); // a new domain id: a restart, even though the counters grew past the old ones
+        Assert.Equal(new Traffic(month, 5700, 1700), _s.GetTraffic(id, month));
+        // The panel restarts: the last counters come from the database, so nothing is counted twice.
+        var again = new TrafficAccounting(_s);
+        again.Observe(id, domid: 6, 4100, 950);
+        Assert.Equal(new Traffic(month, 5800, 1750), _s.GetTraffic(id, month));
+        again.Observe(id, domid: 6, 4100, 950);
+        Assert.Equal(new Traffic(month, 5800, 1750), _s.GetTraffic(id, month));
+    }
+
+    [Fact]
+    public void Samples_keep_the_io_counters_and_older_rows_read_back_without_them()
+    {
+        var id = _s.CreateVps("io", _owner, _host, _plan, _tpl);
+        _s.AddSamples([(id, 1.0, 64L, true)]);
+        _s.AddSamples([(id, 2.0, 64L, true, (IoCounters?)new IoCounters(7, 100, 200, 300, 400))]);
+        var samples = _s.Samples(id, 10);
+        Assert.Null(samples[0].Io);
+        Assert.Equal(new IoCounters(7, 100, 200, 300, 400), samples[1].Io);
+    }
+
+    [Fact]
+    public void Committed_memory_counts_each_vps_at_its_plans_memory_the_most_a_live_resize_may_reach()
+    {
+        long before = _s.HostCommittedMiB(_host);
+        var plan = _plan;
+        var id = _s.CreateVps("committed", _owner, _host, plan, _tpl);
+        Assert.Equal(before + plan.MemoryMiB, _s.HostCommittedMiB(_host));
+        _s.ResizeVps(id, plan.Id, 16, 1);
+        Assert.Equal(before + plan.MemoryMiB, _s.HostCommittedMiB(_host));
+    }
+
+    [Fact]
+    public void A_PostgreSQL_connection_string_is_refused_with_the_reason()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new Db("Host=db.example;Database=panel;Username=panel;Password=x"));
+        Assert.Contains("SQLite only", e.Message);
     }
 
     [Theory]

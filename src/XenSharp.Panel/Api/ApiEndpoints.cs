@@ -34,9 +34,10 @@ public sealed record HostDto(long Id, string Name, string Url, bool Maintenance,
 {
     public static HostDto From(XenHost h) => new(h.Id, h.Name, h.Url, h.Maintenance, h.CreatedAt); // the token never leaves the panel
 }
-public sealed record StatsPoint(DateTime At, double CpuPercent, long MemoryMiB, bool Running);
-public sealed record StatsDto(long VpsId, double IntervalSeconds, IReadOnlyList<StatsPoint> Points, DiskNetNote Io);
-public sealed record DiskNetNote(string Note);
+/// <summary>One graph point: CPU % of one vCPU, memory, and disk/network rates in bytes per second (null where the host reported no counters).</summary>
+public sealed record StatsPoint(DateTime At, double CpuPercent, long MemoryMiB, bool Running,
+    double? NetRxBytesPerSecond = null, double? NetTxBytesPerSecond = null, double? DiskReadBytesPerSecond = null, double? DiskWriteBytesPerSecond = null);
+public sealed record StatsDto(long VpsId, double IntervalSeconds, IReadOnlyList<StatsPoint> Points, bool IoReported);
 public sealed record TrafficDto(string Month, long RxBytes, long TxBytes, long UsedBytes, long QuotaBytes, string Note);
 public sealed record CreatedToken(long Id, string Name, string Scope, string Token);
 public sealed record IdDto(long Id);
@@ -84,7 +85,7 @@ public static class ApiEndpoints
         api.MapPost("/vps/{id:long}/rename", (HttpContext c, long id, RenameRequest r, VpsService v, CancellationToken ct) =>
             Act(c, id, v, (a, x) => v.RenameAsync(a, x, r.Name, ct)));
         api.MapPost("/vps/{id:long}/resize", (HttpContext c, long id, ResizeRequest r, VpsService v, CancellationToken ct) =>
-            Act(c, id, v, (a, x) => { v.Resize(a, x, r.PlanId, r.MemoryMiB, r.Vcpus); return Task.CompletedTask; }));
+            Act(c, id, v, (a, x) => v.ResizeAsync(a, x, r.PlanId, r.MemoryMiB, r.Vcpus, ct)));
         api.MapGet("/vps/{id:long}/stats", (HttpContext c, long id, int? points, VpsService v, Store s, Sampler sampler) =>
             Stats(v.Get(id, Me(c)), s, sampler, Math.Clamp(points ?? 120, 2, 2000)));
         api.MapGet("/vps/{id:long}/traffic", (HttpContext c, long id, VpsService v, Store s) => Traffic(v.Get(id, Me(c)), s));
@@ -255,10 +256,18 @@ public static class ApiEndpoints
             var dt = (b.At - a.At).TotalSeconds;
             // CPU% of one vCPU: seconds of CPU the domain used per wall second. A restart resets the counter.
             var cpu = b.Running && a.Running && dt > 0 && b.CpuSeconds >= a.CpuSeconds ? Math.Round(100 * (b.CpuSeconds - a.CpuSeconds) / dt, 1) : 0;
-            list.Add(new StatsPoint(b.At, cpu, b.MemoryMiB, b.Running));
+            // I/O rates from the byte counters; after a restart (new domain id or a counter that went down) they start from zero.
+            double? Rate(Func<IoCounters, long> f)
+            {
+                if (b.Io is not { } y || dt <= 0) return null;
+                long now = f(y);
+                long before = a.Io is { } x && x.DomId == y.DomId && f(x) <= now ? f(x) : 0;
+                return Math.Round((now - before) / dt, 1);
+            }
+            list.Add(new StatsPoint(b.At, cpu, b.MemoryMiB, b.Running,
+                Rate(x => x.NetRxBytes), Rate(x => x.NetTxBytes), Rate(x => x.DiskReadBytes), Rate(x => x.DiskWriteBytes)));
         }
-        return new StatsDto(v.Id, sampler.Interval.TotalSeconds, list,
-            new DiskNetNote("disk and network I/O graphs start once the host has block and network backends; xld reports no counters yet"));
+        return new StatsDto(v.Id, sampler.Interval.TotalSeconds, list, list.Any(p => p.NetRxBytesPerSecond is not null));
     }
 
     internal static TrafficDto Traffic(Vps v, Store s)
@@ -266,7 +275,7 @@ public static class ApiEndpoints
         var t = s.GetTraffic(v.Id, TrafficAccounting.MonthOf(DateTime.UtcNow));
         var quota = (long)(s.GetPlan(v.PlanId)?.TrafficGiB ?? 0) << 30;
         return new TrafficDto(t.Month, t.RxBytes, t.TxBytes, t.RxBytes + t.TxBytes, quota,
-            "the host has no network backend yet, so no traffic is counted: usage shows 0 until it reports per-interface counters");
+            "sent plus received on the server's network interfaces this calendar month (UTC), from the host's counters at each sample");
     }
 
     private static Plan ToPlan(long id, PlanRequest r) => new(id, r.Name ?? "", r.MemoryMiB, r.Vcpus, r.DiskGiB, r.CpuWeight, r.CpuCap, r.TrafficGiB, r.RateMbps);

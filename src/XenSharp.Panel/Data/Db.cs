@@ -13,6 +13,10 @@ public sealed class Db
 
     public Db(string connectionString)
     {
+        // A PostgreSQL connection string (Host=…;Database=…) is refused with the reason rather than SQLite's "keyword not supported".
+        if (System.Text.RegularExpressions.Regex.IsMatch(connectionString, @"(^|;)\s*(Host|Server|Username|User ID)\s*=", System.Text.RegularExpressions.RegexOptions.IgnoreCase))
+            throw new ArgumentException("ConnectionStrings:Panel looks like a PostgreSQL connection string; this panel stores its data in SQLite only " +
+                                        "(give \"Data Source=/path/panel.db\"). See src/XenSharp.Panel/README.md, Database.");
         // Pooling keeps the per-request open cheap; the busy timeout absorbs the sampler's short write bursts.
         var b = new SqliteConnectionStringBuilder(connectionString) { Pooling = true, DefaultTimeout = 30 };
         ConnectionString = b.ToString();
@@ -82,6 +86,18 @@ public sealed class Db
         CREATE TABLE traffic (
             vps_id INTEGER NOT NULL REFERENCES vps(id) ON DELETE CASCADE, month TEXT NOT NULL,
             rx_bytes INTEGER NOT NULL DEFAULT 0, tx_bytes INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (vps_id, month));
+        """,
+        // 3: disk and network I/O in the samples (the host's running byte counters; NULL when the host did not report
+        // them), and the counters last seen per VPS, so traffic accounting survives a panel restart.
+        """
+        ALTER TABLE vps_samples ADD COLUMN net_rx_bytes INTEGER;
+        ALTER TABLE vps_samples ADD COLUMN net_tx_bytes INTEGER;
+        ALTER TABLE vps_samples ADD COLUMN disk_read_bytes INTEGER;
+        ALTER TABLE vps_samples ADD COLUMN disk_write_bytes INTEGER;
+        ALTER TABLE vps_samples ADD COLUMN domid INTEGER;
+        CREATE TABLE traffic_counters (
+            vps_id INTEGER PRIMARY KEY REFERENCES vps(id) ON DELETE CASCADE, domid INTEGER NOT NULL,
+            rx_bytes INTEGER NOT NULL, tx_bytes INTEGER NOT NULL);
         """,
     ];
 

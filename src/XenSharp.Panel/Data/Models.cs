@@ -27,6 +27,9 @@ public sealed record AuditEntry(long Id, DateTime At, long? UserId, string Usern
 
 public sealed record ApiToken(long Id, long UserId, string Name, string Scope, DateTime CreatedAt, DateTime? LastUsedAt);
 
-public sealed record Sample(DateTime At, double CpuSeconds, long MemoryMiB, bool Running);
+/// <summary>I/O counters of one sample: the host's running byte totals for the domain (they restart with it).</summary>
+public sealed record IoCounters(uint DomId, long NetRxBytes, long NetTxBytes, long DiskReadBytes, long DiskWriteBytes);
+
+public sealed record Sample(DateTime At, double CpuSeconds, long MemoryMiB, bool Running, IoCounters? Io = null);
 
 public sealed record Traffic(string Month, long RxBytes, long TxBytes);

@@ -110,7 +110,9 @@ public sealed class Store(Db db)
             ("$n", name), ("$u", url), ("$t", token), ("$m", maintenance ? 1 : 0), ("$id", id));
     public bool DeleteHost(long id) =>
         Count("SELECT COUNT(*) FROM vps WHERE host_id=$id", ("$id", id)) == 0 && Exec("DELETE FROM hosts WHERE id=$id", ("$id", id)) > 0;
-    public long HostCommittedMiB(long hostId) => Count("SELECT COALESCE(SUM(memory_mib),0) FROM vps WHERE host_id=$id", ("$id", hostId));
+    /// <summary>Host memory the host's VPSes hold: each reserves its maxmem there, which is its plan's memory (a live resize may grow to it).</summary>
+    public long HostCommittedMiB(long hostId) =>
+        Count("SELECT COALESCE(SUM(MAX(v.memory_mib, p.memory_mib)),0) FROM vps v JOIN plans p ON p.id = v.plan_id WHERE v.host_id=$id", ("$id", hostId));
 
     // ---- plans
     private const string PlanCols = "id,name,memory_mib,vcpus,disk_gib,cpu_weight,cpu_cap,traffic_gib,rate_mbps";
@@ -233,23 +235,59 @@ public sealed class Store(Db db)
     public void DeleteVps(long id) => Exec("DELETE FROM vps WHERE id=$id", ("$id", id));
 
     // ---- samples and traffic
-    public void AddSamples(IEnumerable<(long VpsId, double CpuSeconds, long MemoryMiB, bool Running)> samples)
+    public void AddSamples(IEnumerable<(long VpsId, double CpuSeconds, long MemoryMiB, bool Running)> samples) =>
+        AddSamples(samples.Select(x => (x.VpsId, x.CpuSeconds, x.MemoryMiB, x.Running, (IoCounters?)null)));
+
+    public void AddSamples(IEnumerable<(long VpsId, double CpuSeconds, long MemoryMiB, bool Running, IoCounters? Io)> samples)
     {
         using var c = db.Open();
         using var tx = c.BeginTransaction();
         var now = Now();
         foreach (var s in samples)
         {
-            using var cmd = Cmd(c, "INSERT INTO vps_samples(vps_id,at,cpu_seconds,memory_mib,running) VALUES($v,$a,$c,$m,$r)", tx,
-                ("$v", s.VpsId), ("$a", now), ("$c", s.CpuSeconds), ("$m", s.MemoryMiB), ("$r", s.Running ? 1 : 0));
+            using var cmd = Cmd(c, """
+                INSERT INTO vps_samples(vps_id,at,cpu_seconds,memory_mib,running,domid,net_rx_bytes,net_tx_bytes,disk_read_bytes,disk_write_bytes)
+                VALUES($v,$a,$c,$m,$r,$d,$nr,$nt,$dr,$dw)
+                """, tx,
+                ("$v", s.VpsId), ("$a", now), ("$c", s.CpuSeconds), ("$m", s.MemoryMiB), ("$r", s.Running ? 1 : 0), ("$d", s.Io?.DomId),
+                ("$nr", s.Io?.NetRxBytes), ("$nt", s.Io?.NetTxBytes), ("$dr", s.Io?.DiskReadBytes), ("$dw", s.Io?.DiskWriteBytes));
             cmd.ExecuteNonQuery();
         }
         tx.Commit();
     }
 
     public List<Sample> Samples(long vpsId, int last) =>
-        Query("SELECT at,cpu_seconds,memory_mib,running FROM (SELECT * FROM vps_samples WHERE vps_id=$v ORDER BY rowid DESC LIMIT $n) ORDER BY at",
-            r => new Sample(Date(r, 0), r.GetDouble(1), r.GetInt64(2), r.GetInt64(3) != 0), ("$v", vpsId), ("$n", last));
+        Query("""
+              SELECT at,cpu_seconds,memory_mib,running,domid,net_rx_bytes,net_tx_bytes,disk_read_bytes,disk_write_bytes
+              FROM (SELECT rowid AS rid, * FROM vps_samples WHERE vps_id=$v ORDER BY rowid DESC LIMIT $n) ORDER BY rid
+              """,
+            r => new Sample(Date(r, 0), r.GetDouble(1), r.GetInt64(2), r.GetInt64(3) != 0,
+                r.IsDBNull(4) || r.IsDBNull(5) ? null : new IoCounters((uint)r.GetInt64(4), r.GetInt64(5), r.GetInt64(6), r.GetInt64(7), r.GetInt64(8))),
+            ("$v", vpsId), ("$n", last));
+
+    /// <summary>The counters traffic accounting last saw for a VPS, and the domain they belonged to.</summary>
+    public (uint DomId, long Rx, long Tx)? TrafficCounters(long vpsId) =>
+        Query("SELECT domid,rx_bytes,tx_bytes FROM traffic_counters WHERE vps_id=$v", r => ((uint)r.GetInt64(0), r.GetInt64(1), r.GetInt64(2)), ("$v", vpsId))
+            .Select(x => ((uint, long, long)?)x).FirstOrDefault();
+
+    /// <summary>Adds a traffic delta to the month and remembers the counters it was computed from, in one transaction.</summary>
+    public void RecordTraffic(long vpsId, string month, long rxDelta, long txDelta, uint domid, long rx, long tx)
+    {
+        using var c = db.Open();
+        using var t = c.BeginTransaction();
+        using (var cmd = Cmd(c, """
+                                INSERT INTO traffic_counters(vps_id,domid,rx_bytes,tx_bytes) VALUES($v,$d,$r,$t)
+                                ON CONFLICT(vps_id) DO UPDATE SET domid=excluded.domid, rx_bytes=excluded.rx_bytes, tx_bytes=excluded.tx_bytes
+                                """, t, ("$v", vpsId), ("$d", domid), ("$r", rx), ("$t", tx)))
+            cmd.ExecuteNonQuery();
+        if (rxDelta > 0 || txDelta > 0)
+            using (var cmd = Cmd(c, """
+                                    INSERT INTO traffic(vps_id,month,rx_bytes,tx_bytes) VALUES($v,$m,$r,$t)
+                                    ON CONFLICT(vps_id,month) DO UPDATE SET rx_bytes=rx_bytes+excluded.rx_bytes, tx_bytes=tx_bytes+excluded.tx_bytes
+                                    """, t, ("$v", vpsId), ("$m", month), ("$r", rxDelta), ("$t", txDelta)))
+                cmd.ExecuteNonQuery();
+        t.Commit();
+    }
 
     public void PruneSamples(DateTime before) => Exec("DELETE FROM vps_samples WHERE at < $b", ("$b", before.ToString("O", CultureInfo.InvariantCulture)));
 

@@ -4,8 +4,9 @@ using XenSharp.Panel.Xld;
 namespace XenSharp.Panel.Services;
 
 /// <summary>
-/// Polls every host's <c>list</c> on a timer and stores one sample per VPS (CPU seconds, memory, running) for the
-/// graphs, and feeds the traffic accounting. Hosts are polled one after another: a panel has few hosts, many VPSes.
+/// Polls every host's <c>list</c> and <c>stats</c> on a timer and stores one sample per VPS (CPU seconds, memory,
+/// running, and the disk/network byte counters) for the graphs, and feeds the traffic accounting from the same
+/// counters. Hosts are polled one after another: a panel has few hosts, many VPSes.
 /// </summary>
 public sealed class Sampler(Store store, XldClients xld, TrafficAccounting traffic, IConfiguration config, ILogger<Sampler> log) : BackgroundService
 {
@@ -27,43 +28,52 @@ public sealed class Sampler(Store store, XldClients xld, TrafficAccounting traff
         {
             var vpses = store.VpsOnHost(host.Id);
             if (vpses.Count == 0) continue;
+            var client = xld.For(host);
             List<XldDomain> domains;
-            try { domains = await xld.For(host).ListAsync(ct); }
+            try { domains = await client.ListAsync(ct); }
             catch (XldException e) { log.LogDebug("host {Host}: {Error}", host.Name, e.Message); continue; }
+            // An xld from before the stats command answers "unknown command": CPU and memory graphs still work.
+            Dictionary<string, XldStats> stats;
+            try { stats = (await client.StatsAsync(ct)).ToDictionary(s => s.Name); }
+            catch (XldException e) { log.LogDebug("host {Host}: no stats ({Error})", host.Name, e.Message); stats = new(); }
             var byName = domains.ToDictionary(d => d.Name);
-            store.AddSamples(vpses.Select(v => byName.TryGetValue(v.Name, out var d)
-                ? (v.Id, d.CpuSeconds, (long)d.MemoryMiB, true)
-                : (v.Id, 0.0, 0L, false)));
-            // xld does not report per-vif byte counters yet (no network backend): nothing to add this round.
-            foreach (var v in vpses) traffic.Observe(v.Id, rxTotal: null, txTotal: null);
+            var rows = vpses.Select(v =>
+            {
+                if (!byName.TryGetValue(v.Name, out var d)) return (v.Id, 0.0, 0L, false, (IoCounters?)null);
+                IoCounters? io = stats.TryGetValue(v.Name, out var s) && s.Id == d.Id
+                    ? new IoCounters(s.Id, s.NetRxBytes, s.NetTxBytes, s.VbdReadBytes, s.VbdWriteBytes) : null;
+                return (v.Id, d.CpuSeconds, (long)d.MemoryMiB, true, io);
+            }).ToList();
+            store.AddSamples(rows);
+            foreach (var r in rows)
+                if (r.Item5 is { } io) traffic.Observe(r.Item1, io.DomId, io.NetRxBytes, io.NetTxBytes);
         }
         store.PruneSamples(DateTime.UtcNow.AddDays(-7));
     }
 }
 
 /// <summary>
-/// Monthly traffic per VPS. Hosts report running byte counters that restart with the domain; this turns them into
-/// deltas and adds those to the month's row. Until xld reports counters, every VPS shows 0 used.
+/// Monthly traffic per VPS from the host's per-vif byte counters. Those are running totals that start again at
+/// zero whenever the domain is rebuilt (reboot, restart, boot after a shutdown), which also gives it a new domain id.
+/// Each observation adds the growth since the last one to the current month; after a restart (new domain id, or a
+/// counter that went down) the new totals are all new traffic. The last counters seen are kept in the database, so
+/// a panel restart neither loses nor double-counts traffic of a domain that kept running. Traffic a domain moved
+/// after the last sample and before it was rebuilt is not seen (at most one sampling interval's worth).
 /// </summary>
 public sealed class TrafficAccounting(Store store)
 {
-    private readonly Dictionary<long, (long Rx, long Tx)> _last = new();
     private readonly Lock _lock = new();
 
     public static string MonthOf(DateTime t) => t.ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture);
 
-    public void Observe(long vpsId, long? rxTotal, long? txTotal)
+    public void Observe(long vpsId, uint domid, long rxTotal, long txTotal)
     {
-        if (rxTotal is not { } rx || txTotal is not { } tx) return;
-        long drx, dtx;
         lock (_lock)
         {
-            var prev = _last.GetValueOrDefault(vpsId);
-            // A counter that went down means the domain restarted: count from zero.
-            drx = rx >= prev.Rx ? rx - prev.Rx : rx;
-            dtx = tx >= prev.Tx ? tx - prev.Tx : tx;
-            _last[vpsId] = (rx, tx);
+            long drx = rxTotal, dtx = txTotal;
+            if (store.TrafficCounters(vpsId) is { } prev && prev.DomId == domid && rxTotal >= prev.Rx && txTotal >= prev.Tx)
+                (drx, dtx) = (rxTotal - prev.Rx, txTotal - prev.Tx);
+            store.RecordTraffic(vpsId, MonthOf(DateTime.UtcNow), drx, dtx, domid, rxTotal, txTotal);
         }
-        if (drx > 0 || dtx > 0) store.AddTraffic(vpsId, MonthOf(DateTime.UtcNow), drx, dtx);
     }
 }

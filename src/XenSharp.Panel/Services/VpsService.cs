@@ -70,6 +70,8 @@ public sealed class VpsService(Store store, XldClients xld, ILogger<VpsService> 
         if (tpl.Ramdisk.Length > 0) sb.Append(CultureInfo.InvariantCulture, $"ramdisk = \"{tpl.Ramdisk}\"\n");
         if (tpl.Extra.Length > 0) sb.Append(CultureInfo.InvariantCulture, $"extra = \"{tpl.Extra}\"\n");
         sb.Append(CultureInfo.InvariantCulture, $"memory = {v.MemoryMiB}\n");
+        // The plan's memory is the most the VPS may grow to while running (a live resize is a mem-set up to it).
+        sb.Append(CultureInfo.InvariantCulture, $"maxmem = {Math.Max(v.MemoryMiB, plan.MemoryMiB)}\n");
         sb.Append(CultureInfo.InvariantCulture, $"vcpus = {v.Vcpus}\n");
         sb.Append(CultureInfo.InvariantCulture, $"cpu_weight = {plan.CpuWeight}\n");
         if (plan.CpuCap > 0) sb.Append(CultureInfo.InvariantCulture, $"cap = {plan.CpuCap}\n");
@@ -143,8 +145,13 @@ public sealed class VpsService(Store store, XldClients xld, ILogger<VpsService> 
         store.Audit(a.User.Id, a.User.Username, a.Ip, "vps.rename", Target(v), $"new={newName}");
     }
 
-    /// <summary>Changes memory/vCPUs within the plan's limits (and, for an admin, the plan). Takes effect at the next boot.</summary>
-    public void Resize(Actor a, Vps v, long? planId, int? memoryMiB, int? vcpus)
+    /// <summary>
+    /// Changes memory/vCPUs within the plan's limits (and, for an admin, the plan). The limits are checked here, on the
+    /// server, whatever the form allowed. A running VPS gets its new memory at once through the host's mem-set (its
+    /// balloon driver follows; the host refuses more than the domain's maxmem, which is the plan's memory); if the
+    /// host refuses, nothing is changed. vCPUs and a plan's CPU settings take effect at the next boot.
+    /// </summary>
+    public async Task<bool> ResizeAsync(Actor a, Vps v, long? planId, int? memoryMiB, int? vcpus, CancellationToken ct)
     {
         var plan = store.GetPlan(v.PlanId)!;
         if (planId is { } pid && pid != v.PlanId)
@@ -156,8 +163,21 @@ public sealed class VpsService(Store store, XldClients xld, ILogger<VpsService> 
         var cpus = vcpus ?? Math.Min(v.Vcpus, plan.Vcpus);
         Validation.Range("memoryMiB", mem, 16, plan.MemoryMiB);
         Validation.Range("vcpus", cpus, 1, plan.Vcpus);
+        var live = false;
+        if (mem != v.MemoryMiB)
+        {
+            var status = await StatusAsync(v, ct);
+            if (status.Error is not null) throw new PanelProblem(502, $"cannot reach the host to resize the running VPS: {status.Error}");
+            if (status.Running)
+            {
+                try { await Client(v).MemSetAsync(v.Name, mem, ct); }
+                catch (XldException e) { throw new PanelProblem(409, $"the host refused the new memory size, nothing was changed: {e.Message}"); }
+                live = true;
+            }
+        }
         store.ResizeVps(v.Id, plan.Id, mem, cpus);
-        store.Audit(a.User.Id, a.User.Username, a.Ip, "vps.resize", Target(v), $"plan={plan.Name} memory={mem} vcpus={cpus}");
+        store.Audit(a.User.Id, a.User.Username, a.Ip, "vps.resize", Target(v), $"plan={plan.Name} memory={mem} vcpus={cpus}{(live ? " live" : "")}");
+        return live;
     }
 
     public async Task DeleteAsync(Actor a, Vps v, CancellationToken ct)

@@ -250,12 +250,12 @@ public static class Pages
             await v.RenameAsync(CurrentUser.Actor(ctx, u), vps, f["name"], ctx.RequestAborted);
             return Done(ctx, $"/vps/{vps.Id}", "Renamed.");
         });
-        Post(app, "/vps/{id:long}/resize", (ctx, f, u) =>
+        Post(app, "/vps/{id:long}/resize", async (ctx, f, u) =>
         {
             var v = ctx.RequestServices.GetRequiredService<VpsService>();
             var vps = v.Get(Id(ctx), u);
-            v.Resize(CurrentUser.Actor(ctx, u), vps, LongOrNull(f, "planId"), Int(f, "memoryMiB"), Int(f, "vcpus"));
-            return Task.FromResult(Done(ctx, $"/vps/{vps.Id}", "Resized: the new size applies at the next boot."));
+            var live = await v.ResizeAsync(CurrentUser.Actor(ctx, u), vps, LongOrNull(f, "planId"), Int(f, "memoryMiB"), Int(f, "vcpus"), ctx.RequestAborted);
+            return Done(ctx, $"/vps/{vps.Id}", live ? "Resized: the running server has its new memory now; vCPU changes apply at the next boot." : "Resized: the new size applies at the next boot.");
         });
         Post(app, "/vps/{id:long}/delete", async (ctx, f, u) =>
         {
@@ -362,7 +362,9 @@ public static class Pages
         sb.Append("<section class=\"card\"><h2>Graphs</h2><div class=\"graphs\" id=\"graphs\" data-stats=\"/api/v1/vps/").Append(v.Id).Append("/stats\">")
           .Append("<figure><figcaption>CPU % <span class=\"now\" id=\"cpu-now\"></span></figcaption><svg id=\"cpu-graph\" class=\"graph\" viewBox=\"0 0 600 150\" preserveAspectRatio=\"none\" data-points=\"0\"></svg></figure>")
           .Append("<figure><figcaption>Memory MiB <span class=\"now\" id=\"mem-now\"></span></figcaption><svg id=\"mem-graph\" class=\"graph\" viewBox=\"0 0 600 150\" preserveAspectRatio=\"none\" data-points=\"0\"></svg></figure>")
-          .Append("</div><p class=\"muted small\" id=\"io-note\">Disk and network I/O graphs appear once the host reports I/O counters.</p></section>");
+          .Append("<figure><figcaption>Network KiB/s <span class=\"now\" id=\"net-now\"></span></figcaption><svg id=\"net-graph\" class=\"graph\" viewBox=\"0 0 600 150\" preserveAspectRatio=\"none\" data-points=\"0\"></svg></figure>")
+          .Append("<figure><figcaption>Disk KiB/s <span class=\"now\" id=\"disk-now\"></span></figcaption><svg id=\"disk-graph\" class=\"graph\" viewBox=\"0 0 600 150\" preserveAspectRatio=\"none\" data-points=\"0\"></svg></figure>")
+          .Append("</div><p class=\"muted small\" id=\"io-note\">Network: received + sent; disk: read + written, per second between samples.</p></section>");
 
         sb.Append("<section class=\"card\"><h2>Console</h2>");
         sb.Append(st.Running
@@ -376,7 +378,7 @@ public static class Pages
         var resize = BackField(ctx) + Input("memoryMiB", $"Memory MiB (16–{plan.MemoryMiB})", "number", E(v.MemoryMiB), extra: $"min=\"16\" max=\"{plan.MemoryMiB}\"") +
                      Input("vcpus", $"vCPUs (1–{plan.Vcpus})", "number", E(v.Vcpus), extra: $"min=\"1\" max=\"{plan.Vcpus}\"");
         if (u.IsAdmin) resize += Select("planId", "Plan", s.ListPlans().Select(p => (E(p.Id), p.Name)), E(v.PlanId));
-        sb.Append(Form(ctx, $"/vps/{v.Id}/resize", resize + Button("Resize", "", "resize"))).Append("<p class=\"muted small\">Takes effect at the next boot.</p></section></div>");
+        sb.Append(Form(ctx, $"/vps/{v.Id}/resize", resize + Button("Resize", "", "resize"))).Append("<p class=\"muted small\">Memory changes reach a running server at once; vCPU changes take effect at the next boot.</p></section></div>");
         sb.Append("<section class=\"card danger-zone\"><h2>Delete</h2>")
           .Append(Form(ctx, $"/vps/{v.Id}/delete", BackField(ctx) + Input("confirm", $"Type {v.Name} to delete it for good", extra: "autocomplete=\"off\"") + Button("Delete server", "danger")))
           .Append("</section>");

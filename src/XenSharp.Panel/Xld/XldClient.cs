@@ -10,6 +10,13 @@ namespace XenSharp.Panel.Xld;
 public sealed record XldDomain(string Name, uint Id, ulong MemoryMiB, ulong MaxMemoryMiB, int Vcpus, string State, double CpuSeconds,
     string Type, string Uuid, string? ShutdownReason, double UptimeSeconds);
 
+/// <summary>
+/// One domain's row of xld's <c>stats</c>: running totals since the domain was built (they restart with it; a new
+/// <see cref="Id"/> says so). Net directions are the guest's: Tx is what the VPS sent.
+/// </summary>
+public sealed record XldStats(string Name, uint Id, double CpuSeconds, ulong AllocatedBytes, int Nets, long NetTxBytes, long NetRxBytes,
+    int Vbds, long VbdReadBytes, long VbdWriteBytes, DateTime AtUtc);
+
 public sealed record XldHostInfo(string Host, string Release, int NrCpus, ulong TotalMemoryMiB, ulong FreeMemoryMiB, string XenVersion, string Accelerator, double UptimeSeconds);
 
 public sealed record XldCreateResult(uint DomainId, string Name, IReadOnlyList<string> Warnings);
@@ -70,6 +77,11 @@ public sealed class XldClient(HttpClient http, Uri baseUri, string token)
     public Task ShutdownAsync(string domain, bool reboot, CancellationToken ct) =>
         CallAsync("shutdown", new { domain, reboot, wait = false, force = false, timeoutSeconds = 60 }, ct);
     public Task RenameAsync(string domain, string newName, CancellationToken ct) => CallAsync("rename", new { domain, newName }, ct);
+    /// <summary>Every domain's resource counters (xld's <c>stats</c>).</summary>
+    public Task<List<XldStats>> StatsAsync(CancellationToken ct) => CallAsync<List<XldStats>>("stats", null, ct);
+    /// <summary>The running domain's new memory target (<c>xl mem-set</c>): the guest's balloon driver follows it.</summary>
+    public Task MemSetAsync(string domain, int memoryMiB, CancellationToken ct) =>
+        CallAsync("mem-set", new { domain, size = $"{memoryMiB}m" }, ct);
 
     /// <summary>Opens xld's console WebSocket for <paramref name="domain"/>.</summary>
     public async Task<ClientWebSocket> OpenConsoleAsync(string domain, CancellationToken ct)

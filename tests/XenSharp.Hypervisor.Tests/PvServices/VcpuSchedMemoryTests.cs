@@ -319,4 +319,30 @@ public sealed class VcpuSchedMemoryTests : IDisposable
         d.Put(PvHarness.Scratch, new XenMemoryReservation { ExtentStart = list, NrExtents = 1, Domid = (ushort)o.Domain.Id });
         Assert.Equal(-XenErrno.EPERM, d.Call(Hypercall.MemoryOp, MemoryOp.DecreaseReservation, PvHarness.Scratch));
     }
+
+    [Fact]
+    public void BalloonDownGivesTheHostPagesBackAndPopulateTakesThemAgain()
+    {
+        var d = _h.NewDomain(mib: 64, maxMib: 64);
+        ulong list = PvHarness.Scratch + 0x800;
+        // The guest touches 16 MiB at 32 MiB (frames 0x2000-0x2fff): the memfd now holds them.
+        for (ulong pfn = 0x2000; pfn < 0x3000; pfn++) d.Ram.Frame(pfn)[7] = 1;
+        // Balloon those 16 MiB out in 2 MiB extents (order 9, as Linux's balloon driver does when it can).
+        for (int i = 0; i < 8; i++) d.Put(list + (ulong)i * 8, 0x2000UL + (ulong)i * 512);
+        d.Put(PvHarness.Scratch, new XenMemoryReservation { ExtentStart = list, NrExtents = 8, ExtentOrder = 9, Domid = DomId.Self });
+        ulong touched = d.Ram.AllocatedBytes;
+        Assert.True(touched >= 16UL << 20, $"memfd holds {touched} bytes after touching 16 MiB");
+        Assert.Equal(8, d.Call(Hypercall.MemoryOp, MemoryOp.DecreaseReservation, PvHarness.Scratch));
+        ulong after = d.Ram.AllocatedBytes;
+        Assert.True(touched - after >= 16UL << 20, $"st_blocks: {touched} bytes before the balloon, {after} after: expected 16 MiB fewer");
+        Assert.Equal(16384 - 4096, d.Pv.PopulatedPages);
+
+        // populate_physmap gives them back to the guest; the host pages come back as the guest writes them.
+        d.Put(PvHarness.Scratch, new XenMemoryReservation { ExtentStart = list, NrExtents = 8, ExtentOrder = 9, Domid = DomId.Self });
+        Assert.Equal(8, d.Call(Hypercall.MemoryOp, MemoryOp.PopulatePhysmap, PvHarness.Scratch));
+        Assert.Equal(16384, d.Pv.PopulatedPages);
+        Assert.Equal(0, d.Ram.Frame(0x2000)[7]);
+        for (ulong pfn = 0x2000; pfn < 0x3000; pfn++) d.Ram.Frame(pfn)[7] = 1;
+        Assert.True(d.Ram.AllocatedBytes - after >= 16UL << 20);
+    }
 }

@@ -163,15 +163,24 @@ public sealed class PvDomainState : IDisposable
     /// <summary>Xen's max_pages.</summary>
     public ulong MaxPages => Domain.MaxBytes >> 12;
 
-    internal bool TryDepopulate(ulong pfn)
+    internal bool TryDepopulate(ulong pfn) => TryDepopulate(pfn, 1);
+
+    /// <summary>
+    /// Balloons out <paramref name="count"/> frames from <paramref name="pfn"/> when every one of them is populated RAM:
+    /// they leave the domain's tot_pages and their pages go back to the host (one hole punched in the memfd), so host
+    /// free memory rises by their size. False, with nothing changed, when any of them is not populated.
+    /// </summary>
+    internal bool TryDepopulate(ulong pfn, ulong count)
     {
         lock (_lock)
         {
-            if (!IsPopulatedRam(pfn)) return false;
-            _populated[pfn / 64] &= ~(1UL << (int)(pfn % 64));
-            _populatedCount--;
+            for (ulong p = 0; p < count; p++)
+                if (!IsPopulatedRam(pfn + p)) return false;
+            for (ulong p = pfn; p < pfn + count; p++)
+                _populated[p / 64] &= ~(1UL << (int)(p % 64));
+            _populatedCount -= (long)count;
         }
-        Domain.Memory.Discard(pfn << 12, 4096);
+        Domain.Memory.Discard(pfn << 12, count << 12);
         return true;
     }
 

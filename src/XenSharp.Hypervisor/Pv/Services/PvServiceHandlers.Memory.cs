@@ -233,9 +233,8 @@ public static partial class PvServiceHandlers
                     if (!m.TryRead(slot, buf)) return (long)i;
                     ulong gpfn = BitConverter.ToUInt64(buf);
                     if ((gpfn & (pages - 1)) != 0) return (long)i;
-                    for (ulong p = 0; p < pages; p++)
-                        if (!d.IsPopulatedRam(gpfn + p)) return (long)i;
-                    for (ulong p = 0; p < pages; p++) d.TryDepopulate(gpfn + p);
+                    // The frames leave tot_pages and their host pages are freed (hole-punched) in one go.
+                    if (!d.TryDepopulate(gpfn, pages)) return (long)i;
                     break;
                 }
                 case Abi.MemoryOp.PopulatePhysmap:

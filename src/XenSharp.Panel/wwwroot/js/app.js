@@ -63,6 +63,13 @@ function startGraphs(el) {
       draw(cpu, c, 100); draw(mem, m, 16);
       document.getElementById('cpu-now').textContent = c.length ? c[c.length - 1].toFixed(1) + '%' : '';
       document.getElementById('mem-now').textContent = m.length ? m[m.length - 1] + ' MiB' : '';
+      // Disk and network: KiB/s between samples, both directions added; points without host counters count as 0.
+      const kib = (a, b) => ((a || 0) + (b || 0)) / 1024;
+      const n = s.points.map((p) => kib(p.netRxBytesPerSecond, p.netTxBytesPerSecond));
+      const d = s.points.map((p) => kib(p.diskReadBytesPerSecond, p.diskWriteBytesPerSecond));
+      const net = document.getElementById('net-graph'), disk = document.getElementById('disk-graph');
+      if (net) { draw(net, n, 1); document.getElementById('net-now').textContent = s.ioReported && n.length ? n[n.length - 1].toFixed(1) + ' KiB/s' : ''; }
+      if (disk) { draw(disk, d, 1); document.getElementById('disk-now').textContent = s.ioReported && d.length ? d[d.length - 1].toFixed(1) + ' KiB/s' : ''; }
       el.setAttribute('data-interval', String(s.intervalSeconds));
     } catch (e) { /* the next tick retries */ }
   };
