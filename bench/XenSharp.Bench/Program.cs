@@ -9,12 +9,17 @@ using static Iced.Intel.AssemblerRegisters;
 
 // Benchmarks print each figure beside a baseline measured in the same run, and their ratio. Nothing here
 // asserts a threshold: the figures are for people to compare.
+string repo = Bench.FindRepo();
+if (args.Contains("pv-devices"))
+{
+    PvDeviceBench.Run(repo);
+    return 0;
+}
 var accels = new List<(string Name, Func<IAccelerator> Make)>();
 var (kvmUsable, kvmReason) = KvmAccelerator.Probe();
 if (kvmUsable) accels.Add(("kvm", () => new KvmAccelerator()));
 else Console.WriteLine($"kvm: skipped ({kvmReason})");
 accels.Add(("emu", () => new EmuAccelerator()));
-string repo = Bench.FindRepo();
 string guest = Path.Combine(repo, "guests", "build", "hvm-hello.elf");
 
 foreach (var (name, make) in accels)
@@ -28,6 +33,7 @@ foreach (var (name, make) in accels)
     else Console.WriteLine($"null hypercall: skipped ({pvKernel} not built: make -C guests)");
 }
 if (kvmUsable) Bench.CompareWithCProbes(repo);
+PvDeviceBench.Run(repo);
 return 0;
 
 static class Bench
