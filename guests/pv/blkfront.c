@@ -252,6 +252,48 @@ static void stream(struct blkdev *d, const char *name, u8 op, u64 first, u64 tot
     ln_print(&l);
 }
 
+/* A buggy frontend on purpose: malformed requests must each get an error while the device carries on; then a
+ * request index overrun must close the device (backend Closed with an error node), and nothing else. */
+static void hostile(struct blkdev *d)
+{
+    static u8 ro_page[PAGE] __attribute__((aligned(4096)));
+    int ro_ref = gnttab_grant(d->beid, virt_to_mfn(ro_page), 1);
+    struct line l = { .n = 0 };
+    ln_s(&l, "PVTEST blk hostile statuses=");
+    for (int k = 0; k < 7; k++) {
+        queue(d, OP_READ, 0, 8, 0);
+        struct blkif_req *r = &d->s->ring[(d->req_prod_pvt - 1) & (d->size - 1)].req;
+        switch (k) {
+        case 0: r->nr_segs = 0; break;                                  /* no segments */
+        case 1: r->op = OP_WRITE; r->nr_segs = SEGS + 1; break;          /* more than BLKIF_MAX_SEGMENTS_PER_REQUEST */
+        case 2: r->seg[0].gref = 400; break;                            /* a reference never granted */
+        case 3: r->seg[0].first = 5; r->seg[0].last = 2; break;         /* first > last */
+        case 4: r->sector = d->sectors; break;                          /* beyond the end */
+        case 5: r->op = 99; break;                                      /* unknown operation */
+        case 6: r->seg[0].gref = (u32)ro_ref; break;                    /* read into a read-only grant */
+        }
+        kick(d);
+        while (!d->done[0]) if (!wait_some(d)) { pr_fail(d, "hostile request timed out"); return; }
+        if (k) ln_s(&l, ",");
+        ln_i(&l, d->status[0]);
+    }
+    ln_s(&l, " good="); ln_i(&l, sync_io(d, OP_READ, 0, 8));
+    ln_print(&l);
+    /* Claim far more requests than the ring holds. */
+    d->s->h.req_prod = d->req_prod_pvt + 1000;
+    mb();
+    evtchn_notify(d->port);
+    char p[160], v[96];
+    u64 end = now_ns() + 30000000000UL;
+    while (xb_state(d->be) != XB_CLOSED && now_ns() < end) fe_sleep_ms(5);
+    path_join(p, d->be, "error");
+    int n = xs_read(p, v, sizeof v);
+    ln_s(&l, "PVTEST blk hostile overrun: backend state="); ln_i(&l, xb_state(d->be)); ln_s(&l, " error="); ln_s(&l, n > 0 ? v : "none");
+    ln_print(&l);
+    xb_set_state(d->dir, XB_CLOSED);
+    d->connected = 0;
+}
+
 int blkfront_run(const char *devdir)
 {
     if (nr_devs == MAX_DEVS) return -1;
@@ -265,6 +307,7 @@ int blkfront_run(const char *devdir)
     while (devdir[i] && i < 63) { d->dir[i] = devdir[i]; i++; }
     if (connect(d)) return -1;
     if (d->ro) check_ro(d); else check_rw(d);
+    if (opt_flag("blkhostile") && !d->ro) { hostile(d); return 0; }
     u64 mib = opt_u("blkbench", 0);
     if (mib && !d->ro) {
         u64 first = 4096, sect = mib * 2048;

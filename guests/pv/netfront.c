@@ -233,6 +233,49 @@ int netfront_ping(u32 ip, int count)
     return got;
 }
 
+/* One tx request built by hand; waits for its response and returns the status. */
+static s16 tx_raw(u32 gref, u16 offset, u16 size)
+{
+    struct tx_req *r = &txs->ring[tx_prod & (tx_size - 1)].req;
+    r->gref = gref; r->offset = offset; r->flags = 0; r->id = TX_BUFS - 1; r->size = size;
+    u32 slot = tx_prod++;
+    if (ring_push_requests(&txs->h, tx_prod)) evtchn_notify(net_port);
+    u64 end = now_ns() + 10000000000UL;
+    while (txs->h.rsp_prod == slot && now_ns() < end) { ring_final_check(&txs->h, tx_cons); evtchn_wait(&net_port, 1, 10000000); }
+    rmb();
+    s16 st = txs->ring[slot & (tx_size - 1)].rsp.status;
+    tx_cons = slot + 1;
+    return txs->h.rsp_prod == slot ? -100 : st;
+}
+
+/* A buggy frontend on purpose: malformed tx requests get errors and the vif carries on; a tx index overrun closes it. */
+static void hostile(const char *be)
+{
+    struct line l = { .n = 0 };
+    reap_tx();
+    tx_busy[TX_BUFS - 1] = 1;
+    fe_memset(tx_buf[TX_BUFS - 1], 0xff, 64);
+    u32 ref = (u32)tx_ref[TX_BUFS - 1];
+    ln_s(&l, "PVTEST net hostile statuses=");
+    ln_i(&l, tx_raw(ref, 0, 4000)); ln_s(&l, ",");   /* longer than an Ethernet frame */
+    ln_i(&l, tx_raw(400, 0, 60)); ln_s(&l, ",");     /* a reference never granted */
+    ln_i(&l, tx_raw(ref, 4000, 200)); ln_s(&l, ","); /* crosses the end of the page */
+    ln_i(&l, tx_raw(ref, 0, 10));                    /* shorter than an Ethernet header */
+    ln_s(&l, " good="); ln_i(&l, tx_raw(ref, 0, 60));
+    ln_print(&l);
+    txs->h.req_prod = tx_prod + 1000;
+    mb();
+    evtchn_notify(net_port);
+    char p[160], v[96];
+    u64 end = now_ns() + 30000000000UL;
+    while (xb_state(be) != XB_CLOSED && now_ns() < end) fe_sleep_ms(5);
+    path_join(p, be, "error");
+    int n = xs_read(p, v, sizeof v);
+    ln_s(&l, "PVTEST net hostile overrun: backend state="); ln_i(&l, xb_state(be)); ln_s(&l, " error="); ln_s(&l, n > 0 ? v : "none");
+    ln_print(&l);
+    net_up = 0;
+}
+
 static int hexval(char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; }
 
 int netfront_init(const char *dir)
@@ -295,5 +338,6 @@ int netfront_init(const char *dir)
     for (int i = 0; i < 6; i++) { static const char hx[] = "0123456789abcdef"; char b[4] = { hx[my_mac[i] >> 4], hx[my_mac[i] & 15], i < 5 ? ':' : 0, 0 }; ln_s(&l, b); }
     ln_s(&l, " ip="); ln_ip(&l, my_ip);
     ln_print(&l);
+    if (opt_flag("nethostile")) { hostile(be); return -1; }
     return 0;
 }

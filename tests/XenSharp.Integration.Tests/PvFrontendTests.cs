@@ -185,4 +185,25 @@ public sealed class PvFrontendTests : IClassFixture<XldFixture>
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Contains("PVTEST control/shutdown poweroff", _xld.ConsoleLog("fe-hot"));
     }
+
+    [SkippableFact]
+    public void AHostileFrontendGetsErrorsAndLosesOnlyItsOwnDevices()
+    {
+        var bad = Image("front-bad.img", 8);
+        Create("fe-bad", "blkhostile nethostile ip=10.234.0.9", $"disk = [ \"{bad},raw,xvda,rw\" ]\nvif = [ \"bridge=xsbad{Environment.ProcessId % 100000}\" ]");
+        WaitConsole("fe-bad", "PVTEST done");
+        var log = _xld.ConsoleLog("fe-bad");
+        // no segments, too many segments, ungranted ref, first > last, beyond the end, unknown op, read into a read-only grant
+        Assert.Contains("PVTEST blk hostile statuses=-1,-1,-1,-1,-1,-2,-1 good=0", log);
+        Assert.Contains("PVTEST blk hostile overrun: backend state=6 error=ring overrun", log);
+        // oversized, ungranted ref, crossing the page end, runt
+        Assert.Contains("PVTEST net hostile statuses=-1,-1,-1,-1 good=0", log);
+        Assert.Contains("PVTEST net hostile overrun: backend state=6 error=tx ring overrun", log);
+        // xld carries on, and another guest's disk works.
+        Assert.False(_xld.XldProcess.HasExited, _xld.XldOutput);
+        var good = Image("front-good.img", 8);
+        Create("fe-good", "", $"disk = [ \"{good},raw,xvda,rw\" ]");
+        WaitConsole("fe-good", "PVTEST blk ok sectors=16384");
+        WaitConsole("fe-good", "PVTEST done");
+    }
 }
