@@ -9,12 +9,17 @@ using static Iced.Intel.AssemblerRegisters;
 
 // Benchmarks print each figure beside a baseline measured in the same run, and their ratio. Nothing here
 // asserts a threshold: the figures are for people to compare.
+string repo = Bench.FindRepo();
+if (args.Contains("pv-devices"))
+{
+    PvDeviceBench.Run(repo);
+    return 0;
+}
 var accels = new List<(string Name, Func<IAccelerator> Make)>();
 var (kvmUsable, kvmReason) = KvmAccelerator.Probe();
 if (kvmUsable) accels.Add(("kvm", () => new KvmAccelerator()));
 else Console.WriteLine($"kvm: skipped ({kvmReason})");
 accels.Add(("emu", () => new EmuAccelerator()));
-string repo = Bench.FindRepo();
 string guest = Path.Combine(repo, "guests", "build", "hvm-hello.elf");
 
 // "resources" runs only the resource-guarantee figures (weights, cap, balloon).
@@ -32,6 +37,7 @@ foreach (var (name, make) in onlyResources ? [] : accels)
 if (kvmUsable && !onlyResources) Bench.CompareWithCProbes(repo);
 Console.WriteLine($"\n== resource guarantees ({accels[0].Name})");
 ResourceBench.Run(accels[0].Make, repo, seconds: 10);
+if (!onlyResources) PvDeviceBench.Run(repo);
 return 0;
 
 static class Bench

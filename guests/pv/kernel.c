@@ -31,6 +31,7 @@ static u8 ap_stack[8192] __attribute__((aligned(16)));
 static u8 vgc[5168] __attribute__((aligned(16)));
 static volatile u64 pf_count, pf_cr2, pf_err, timer_ticks, loop_hits, ap_alive;
 static u32 timer_port, loop_port, console_port;
+int front_main(void *start, volatile void *shared);
 extern char pf_entry[], event_entry[], ap_entry[], fault_insn[], fault_done[];
 
 static u64 slen(const char *s) { u64 n = 0; while (s[n]) n++; return n; }
@@ -50,7 +51,7 @@ static void ring_write(const char *s, u64 n)
     HC(H_EVENT_CHANNEL_OP, 4, &port, 0);
 }
 
-static void print(const char *s)
+void print(const char *s)
 {
     HC(H_CONSOLE_IO, 0, slen(s), s);
     ring_write(s, slen(s));
@@ -202,6 +203,8 @@ void kmain(struct start_info *start)
     print("PVTEST smp ok\n");
 
     u32 reason = parse_reason(si->cmd_line);
+    int front_reason = front_main(si, sh); /* front.c: xenbus frontends when the command line says "xenbus" */
+    if (front_reason >= 0) reason = (u32)front_reason;
     print_num("PVTEST done, shutdown reason ", reason);
     shutdown(reason);
 }
