@@ -325,8 +325,9 @@ public sealed class Toolstack : IDisposable
     {
         try
         {
-            lock (_xsLock) DomainStoreLayout.Remove(_xs, domain);
+            // Release first: the domain's store connection goes, so removing its nodes fires no watch at a dead ring.
             if (Store.IsDomainIntroduced(domain.Id)) Store.ReleaseDomain(domain.Id);
+            lock (_xsLock) DomainStoreLayout.Remove(_xs, domain);
         }
         catch (XenstoreException e)
         {

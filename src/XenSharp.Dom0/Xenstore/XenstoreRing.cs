@@ -41,6 +41,18 @@ public sealed class XenstoreRing
     /// <summary>The ring at guest frame <paramref name="gfn"/> (start_info.store_mfn) of a domain's memory.</summary>
     public XenstoreRing(GuestMemory memory, ulong gfn, Action notifyGuest) : this(() => memory.Frame(gfn), notifyGuest) { }
 
+    /// <summary>The ring page, or an empty span (and the ring detached) once the domain's memory is gone: a domain being
+    /// destroyed may still have watch events queued for it while the toolstack removes its nodes.</summary>
+    private Span<byte> Page()
+    {
+        try { return _page(); }
+        catch (ObjectDisposedException)
+        {
+            _detached = true;
+            return Span<byte>.Empty;
+        }
+    }
+
     public XenstoreConnection? Connection => _conn;
     /// <summary>True once the guest corrupted an index or the protocol; the domain is no longer served.</summary>
     public bool IsBroken => _broken;
@@ -81,7 +93,8 @@ public sealed class XenstoreRing
                     break;
                 int n;
                 {
-                    var page = _page();
+                    var page = Page();
+                    if (_detached) break;
                     uint cons = Volatile.Read(ref Field(page, ReqConsOffset));
                     uint prod = Volatile.Read(ref Field(page, ReqProdOffset));
                     Interlocked.MemoryBarrier(); // indexes before data
@@ -123,7 +136,8 @@ public sealed class XenstoreRing
                     _partial = m;
                     _partialOffset = 0;
                 }
-                var page = _page();
+                var page = Page();
+                if (_detached) break;
                 uint cons = Volatile.Read(ref Field(page, RspConsOffset));
                 uint prod = Volatile.Read(ref Field(page, RspProdOffset));
                 Interlocked.MemoryBarrier(); // see the guest's consumption before overwriting its space
@@ -156,7 +170,7 @@ public sealed class XenstoreRing
             // XENSTORE_SERVER_FEATURE_ERROR: tell the guest why we stopped talking.
             Volatile.Write(ref Field(_page(), ErrorOffset), reason);
         }
-        catch (GuestMemoryException) { }
+        catch (Exception e) when (e is GuestMemoryException or ObjectDisposedException) { }
         if (_conn is { } conn)
         {
             conn.Store.Log?.Invoke($"xenstore: ring of dom{conn.Domid} broken: {why}");

@@ -80,6 +80,26 @@ public sealed class RingTests
     }
 
     [Fact]
+    public void AWatchFiringAfterTheDomainsMemoryIsGoneDoesNotFailTheWrite()
+    {
+        // A destroyed domain's memory goes before the toolstack removes its nodes; a watch it still holds must not
+        // turn dom0's rm into EIO (its nodes would leak).
+        var g = new GuestRing();
+        bool gone = false;
+        var ring = new XenstoreRing(() => gone ? throw new ObjectDisposedException("GuestMemory") : g.Page, () => { });
+        var dom0 = new XenstoreClient(_s);
+        dom0.Mkdir("/local/domain/5");
+        dom0.SetPerms("/local/domain/5", new XsPermission(5, XsAccess.None));
+        _s.IntroduceDomain(5, ring, eventChannel: 1);
+        g.Send(XsMessageType.Watch, "/local/domain/5", "tok");
+        ring.GuestNotified();
+        Assert.NotEmpty(g.Consume());
+        gone = true;
+        dom0.Rm("/local/domain/5");
+        Assert.Null(dom0.TryRead("/local/domain/5"));
+    }
+
+    [Fact]
     public void RequestAndReplyOverTheRing()
     {
         var (g, ring) = Introduce(1);
