@@ -418,8 +418,8 @@ public sealed unsafe partial class EmuVcpu
                 return;
             case Mnemonic.Movsd or Mnemonic.Cmpsd:
                 if (i.Code is Code.Movsd_m32_m32 or Code.Cmpsd_m32_m32) { StringOp(ref i, m, next); return; }
-                Unimplemented(ref i);
-                return;
+                ExecuteSse(ref i, m);
+                break;
             case Mnemonic.Pushfq or Mnemonic.Pushf:
             {
                 int sz = -i.StackPointerIncrement;
@@ -591,7 +591,7 @@ public sealed unsafe partial class EmuVcpu
                 SetGpr(0, 1, ReadMem(_r[3] + (byte)_r[0] + SegBase(i.MemorySegment), 1));
                 break;
             default:
-                if (!ExecuteFpuState(ref i, m) && !ExecuteBmi(ref i, m)) { Unimplemented(ref i); return; }
+                if (!ExecuteSse(ref i, m) && !ExecuteFpuState(ref i, m) && !ExecuteBmi(ref i, m)) { Unimplemented(ref i); return; }
                 break;
         }
         _rip = next;

@@ -3,9 +3,8 @@ using Iced.Intel;
 namespace XenSharp.Emu;
 
 /// <summary>
-/// x87/SSE state as storage only: the CPU implements no floating-point or vector arithmetic (guests are built with
-/// -mgeneral-regs-only), but kernels save and restore FPU state on context switches, so FXSAVE/FXRSTOR, LDMXCSR/STMXCSR
-/// and the x87 control-word instructions keep a 512-byte FXSAVE image.
+/// x87 state as storage only (no x87 arithmetic), kept with MXCSR and the XMM registers (Sse.cs) in the FXSAVE
+/// image format: kernels save and restore it on context switches with FXSAVE/FXRSTOR.
 /// </summary>
 public sealed unsafe partial class EmuVcpu
 {
@@ -45,6 +44,8 @@ public sealed unsafe partial class EmuVcpu
                 if ((la & 15) != 0) throw GuestFault.Gp(0);
                 Translate(la, AccWrite, _cpl == 3); // both pages checked before any byte is written
                 Translate(la + 511, AccWrite, _cpl == 3);
+                BitConverter.TryWriteBytes(_fx.AsSpan(24), _mxcsr);
+                new ReadOnlySpan<byte>(_x, 256).CopyTo(_fx.AsSpan(160));
                 for (int k = 0; k < 512; k += 8) WriteMem(la + (ulong)k, 8, BitConverter.ToUInt64(_fx, k));
                 return true;
             }
@@ -58,6 +59,8 @@ public sealed unsafe partial class EmuVcpu
                 if ((BitConverter.ToUInt32(img, 24) & ~0xffbfu) != 0) throw GuestFault.Gp(0);
                 BitConverter.TryWriteBytes(img.AsSpan(28), 0xffbfu);
                 img.CopyTo(_fx, 0);
+                _mxcsr = BitConverter.ToUInt32(img, 24);
+                img.AsSpan(160, 256).CopyTo(new Span<byte>(_x, 256));
                 return true;
             }
             case Mnemonic.Ldmxcsr:
@@ -65,12 +68,12 @@ public sealed unsafe partial class EmuVcpu
                 FpuAvailable(true);
                 uint v = (uint)ReadMem(Ea(ref i), 4);
                 if ((v & ~0xffbfu) != 0) throw GuestFault.Gp(0);
-                BitConverter.TryWriteBytes(_fx.AsSpan(24), v);
+                _mxcsr = v;
                 return true;
             }
             case Mnemonic.Stmxcsr:
                 FpuAvailable(true);
-                WriteMem(Ea(ref i), 4, BitConverter.ToUInt32(_fx, 24));
+                WriteMem(Ea(ref i), 4, _mxcsr);
                 return true;
             case Mnemonic.Fninit:
                 FpuAvailable(false);
