@@ -12,7 +12,7 @@ public sealed unsafe partial class EmuVcpu
 {
     private enum FastOp : byte
     {
-        Generic, AluRR, AluRI, MovRR, MovRI, MovRM, MovMR, MovMI, IncR, DecR, Jcc, Jmp, Call, Ret, PushR, PopR, Lea, Nop, AluRM, MovzxRM, MovzxRR,
+        Generic, AluRR, AluRI, MovRR, MovRI, MovRM, MovMR, MovMI, IncR, DecR, Jcc, Jmp, Call, Ret, PushR, PopR, Lea, Nop, AluRM, MovzxRM, MovzxRR, Sse,
     }
 
     private const byte NoReg = 0xff;
@@ -58,7 +58,13 @@ public sealed unsafe partial class EmuVcpu
         ref var i = ref d.I;
         d.Next = i.NextIP;
         d.Op = FastOp.Generic;
-        if (i.HasLockPrefix || i.HasRepPrefix || i.HasRepnePrefix) return;
+        if (i.HasLockPrefix) return;
+        if (i.Encoding == EncodingKind.Legacy && HasXmmOperand(ref i))
+        {
+            d.Op = FastOp.Sse; // straight to Sse.cs, past the general switch
+            return;
+        }
+        if (i.HasRepPrefix || i.HasRepnePrefix) return;
         var m = i.Mnemonic;
         int alu = AluCode(m);
         var k0 = i.OpCount > 0 ? i.Op0Kind : OpKind.Register;
@@ -146,6 +152,13 @@ public sealed unsafe partial class EmuVcpu
                 d.Op = FastOp.Nop;
                 return;
         }
+    }
+
+    private static bool HasXmmOperand(ref Instruction i)
+    {
+        for (int k = 0; k < i.OpCount; k++)
+            if (i.GetOpKind(k) == OpKind.Register && i.GetOpRegister(k).IsXMM()) return true;
+        return false;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -260,6 +273,11 @@ public sealed unsafe partial class EmuVcpu
             }
             case FastOp.Lea: SetGpr(d.R0, d.Size, FastEa(ref d)); _rip = d.Next; return;
             case FastOp.Nop: _rip = d.Next; return;
+            case FastOp.Sse:
+                // Every legacy-encoded instruction with an XMM operand is Sse.cs's (or unimplemented).
+                if (!ExecuteSse(ref d.I, d.I.Mnemonic)) Unimplemented(ref d.I);
+                _rip = d.Next;
+                return;
             default: Execute(ref d.I); return;
         }
     }

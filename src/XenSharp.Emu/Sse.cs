@@ -82,6 +82,7 @@ public sealed unsafe partial class EmuVcpu
     }
 
     /// <summary>Returns false when <paramref name="m"/> is not an SSE/SSE2 instruction this CPU implements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool ExecuteSse(ref Instruction i, Mnemonic m)
     {
         switch (m)
@@ -162,32 +163,6 @@ public sealed unsafe partial class EmuVcpu
                 SseEnter(ref i);
                 SetReg(i.Op0Register, Vector128.ExtractMostSignificantBits(X(i.Op1Register)));
                 return true;
-            case Mnemonic.Maskmovdqu:
-            {
-                SseEnter(ref i);
-                var v = X(i.Op1Register).AsByte(); // operand 0 is the implicit [rdi]
-                var mask = X(i.Op2Register).AsByte();
-                ulong la = _r[7] + SegBase(i.MemorySegment);
-                for (int k = 0; k < 16; k++)
-                    if ((mask.GetElement(k) & 0x80) != 0) WriteMem(la + (ulong)k, 1, v.GetElement(k));
-                return true;
-            }
-            case Mnemonic.Pextrw:
-            {
-                SseEnter(ref i);
-                if (i.Op0Kind != OpKind.Register) { Unimplemented(ref i); return true; } // the m16 form is SSE4.1
-                SetReg(i.Op0Register, X(i.Op1Register).AsUInt16().GetElement((int)(i.GetImmediate(2) & 7)));
-                return true;
-            }
-            case Mnemonic.Pinsrw:
-            {
-                SseEnter(ref i);
-                ulong v = i.Op1Kind == OpKind.Register ? GetReg(i.Op1Register) : ReadMem(Ea(ref i), 2);
-                ref var d = ref X(i.Op0Register);
-                d = d.AsUInt16().WithElement((int)(i.GetImmediate(2) & 7), (ushort)v).AsUInt64();
-                return true;
-            }
-
             case Mnemonic.Pand or Mnemonic.Andps or Mnemonic.Andpd or Mnemonic.Por or Mnemonic.Orps or Mnemonic.Orpd
                 or Mnemonic.Pxor or Mnemonic.Xorps or Mnemonic.Xorpd or Mnemonic.Pandn or Mnemonic.Andnps or Mnemonic.Andnpd
                 or Mnemonic.Paddb or Mnemonic.Paddw or Mnemonic.Paddd or Mnemonic.Paddq
@@ -227,6 +202,43 @@ public sealed unsafe partial class EmuVcpu
                 d = Vector128.Create((ulong)v, (ulong)(v >> 64));
                 return true;
             }
+            default:
+                return ExecuteSseRare(ref i, m);
+        }
+    }
+
+    /// <summary>The less frequent SSE forms (float arithmetic, conversions, shuffles), apart so the hot moves and
+    /// integer operations above stay a small method.</summary>
+    private bool ExecuteSseRare(ref Instruction i, Mnemonic m)
+    {
+        switch (m)
+        {
+            case Mnemonic.Maskmovdqu:
+            {
+                SseEnter(ref i);
+                var v = X(i.Op1Register).AsByte(); // operand 0 is the implicit [rdi]
+                var mask = X(i.Op2Register).AsByte();
+                ulong la = _r[7] + SegBase(i.MemorySegment);
+                for (int k = 0; k < 16; k++)
+                    if ((mask.GetElement(k) & 0x80) != 0) WriteMem(la + (ulong)k, 1, v.GetElement(k));
+                return true;
+            }
+            case Mnemonic.Pextrw:
+            {
+                SseEnter(ref i);
+                if (i.Op0Kind != OpKind.Register) { Unimplemented(ref i); return true; } // the m16 form is SSE4.1
+                SetReg(i.Op0Register, X(i.Op1Register).AsUInt16().GetElement((int)(i.GetImmediate(2) & 7)));
+                return true;
+            }
+            case Mnemonic.Pinsrw:
+            {
+                SseEnter(ref i);
+                ulong v = i.Op1Kind == OpKind.Register ? GetReg(i.Op1Register) : ReadMem(Ea(ref i), 2);
+                ref var d = ref X(i.Op0Register);
+                d = d.AsUInt16().WithElement((int)(i.GetImmediate(2) & 7), (ushort)v).AsUInt64();
+                return true;
+            }
+
             case Mnemonic.Pshufd or Mnemonic.Pshuflw or Mnemonic.Pshufhw:
             {
                 SseEnter(ref i);
@@ -474,8 +486,14 @@ public sealed unsafe partial class EmuVcpu
                 (a.GetElement(1) & 0xffffffff) * (b.GetElement(1) & 0xffffffff));
             case Mnemonic.Punpcklqdq or Mnemonic.Unpcklpd: return Vector128.Create(a.GetElement(0), b.GetElement(0));
             case Mnemonic.Punpckhqdq or Mnemonic.Unpckhpd: return Vector128.Create(a.GetElement(1), b.GetElement(1));
+            default: return IntegerOpLanes(m, a, b);
         }
-        // The rest lane by lane.
+    }
+
+    /// <summary>The packed-integer operations done lane by lane (kept apart: taking the operands' addresses would keep the
+    /// vector operations above from staying in registers).</summary>
+    private static Vector128<ulong> IntegerOpLanes(Mnemonic m, Vector128<ulong> a, Vector128<ulong> b)
+    {
         Vector128<ulong> r = default;
         byte* pa = (byte*)&a, pb = (byte*)&b, pr = (byte*)&r;
         short* wa = (short*)pa, wb = (short*)pb, wr = (short*)pr;
