@@ -330,7 +330,8 @@ public sealed unsafe partial class EmuVcpu
             case Mnemonic.Jrcxz: _rip = _r[1] == 0 ? i.NearBranch64 : next; return;
             case Mnemonic.Jecxz: _rip = (uint)_r[1] == 0 ? i.NearBranch64 : next; return;
             case Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Endbr64 or Mnemonic.Endbr32 or Mnemonic.Lfence or Mnemonic.Sfence
-                or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2 or Mnemonic.Prefetchw:
+                or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2 or Mnemonic.Prefetchw
+                or Mnemonic.Prefetch:
                 break;
             case Mnemonic.Mfence:
                 Interlocked.MemoryBarrier();
