@@ -11,17 +11,17 @@ public sealed class EmuAccelerator : IAccelerator
     public void Dispose() { }
 
     // What this CPU executes. Leaf 1 EDX: FPU (x87 state; its arithmetic raises #UD), PSE, TSC, MSR, PAE, CX8, APIC
-    // (the VMM's device), CMOV, PAT, CLFSH, FXSR, SSE, SSE2, HTT (topology). No MMX, no x87 arithmetic beyond storage.
+    // (the VMM's device), PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2, HTT (topology). No x87 arithmetic.
     private const uint Leaf1Edx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9)
-        | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 24) | (1u << 25) | (1u << 26) | (1u << 28);
+        | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26) | (1u << 28);
     // Leaf 1 ECX: CX16, MOVBE, POPCNT. No SSE3/SSSE3/SSE4.x, AES, PCLMUL, XSAVE/AVX, RDRAND, x2APIC, PCID.
     private const uint Leaf1Ecx = (1u << 13) | (1u << 22) | (1u << 23);
     // Leaf 7.0 EBX: BMI1, BMI2, ERMS, ADX, CLFLUSHOPT (see Bmi.cs, Strings.cs, Sse.cs).
     private const uint Leaf7Ebx = (1u << 3) | (1u << 8) | (1u << 9) | (1u << 19) | (1u << 23);
-    // 0x80000001 ECX: LAHF/SAHF, LZCNT, PREFETCHW. EDX: AMD's copies of the leaf 1 bits above (0-17, 24), SYSCALL, NX,
+    // 0x80000001 ECX: LAHF/SAHF, LZCNT, PREFETCHW. EDX: AMD's copies of the leaf 1 bits above (0-17, 23, 24), SYSCALL, NX,
     // 1 GiB pages, RDTSCP, long mode.
     private const uint ExtEcx = (1u << 0) | (1u << 5) | (1u << 8);
-    private const uint ExtEdx = (Leaf1Edx & 0x0103ffffu) | (1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29);
+    private const uint ExtEdx = (Leaf1Edx & 0x0183ffffu) | (1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29);
 
     /// <summary>
     /// Feature leaves are masked to what this CPU implements; descriptive leaves (vendor, cache, topology, brand, address

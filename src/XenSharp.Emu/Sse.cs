@@ -11,7 +11,7 @@ namespace XenSharp.Emu;
 /// FXSAVE/FXRSTOR), MXCSR in <see cref="_mxcsr"/>.
 /// Not modelled: MXCSR rounding control for arithmetic (results are round-to-nearest; conversions to integer do honour
 /// RC), FTZ/DAZ, the DE/OE/UE/PE flags (IE and ZE are set, approximately), SIMD floating-point exceptions (#XM is never
-/// raised whatever the masks). MMX-register forms, SSE3 and later, RCP/RSQRT raise #UD and are listed as unimplemented.
+/// raised whatever the masks). SSE3 and later and RCP/RSQRT raise #UD and are listed as unimplemented; MMX-register forms are Mmx.cs's.
 /// </summary>
 public sealed unsafe partial class EmuVcpu
 {
@@ -24,7 +24,8 @@ public sealed unsafe partial class EmuVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref Vector128<ulong> X(Register r) => ref Unsafe.AsRef<Vector128<ulong>>(_x + 2 * (r - Register.XMM0));
 
-    /// <summary>The #UD/#NM checks every SSE instruction makes, and #UD (listed) for MMX-register forms, which are not implemented.</summary>
+    /// <summary>The #UD/#NM checks every SSE instruction makes. (MMX-register forms are classified to Mmx.cs at decode;
+    /// should one arrive here it raises #UD and is listed rather than being run as its XMM twin.)</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SseEnter(ref Instruction i)
     {

@@ -442,12 +442,108 @@ public sealed unsafe class SseTests
     }
 
     [Fact]
-    public void Mmx_forms_raise_ud_and_are_listed()
+    public void Mmx_float_conversions_raise_ud_and_are_listed()
     {
         using var m = SseMachine(K);
-        m.Assemble(K, a => { a.pxor(mm0, mm1); a.hlt(); });
+        m.Assemble(K, a => { a.cvtpi2ps(xmm0, mm1); a.hlt(); });
         m.ExpectVector(6);
-        Assert.Contains(Mnemonic.Pxor, m.Cpu.UnimplementedMnemonics);
+        Assert.Contains(Mnemonic.Cvtpi2ps, m.Cpu.UnimplementedMnemonics);
+    }
+
+    // ---- MMX ----
+
+    public static TheoryData<Code> MmxBinaryForms() =>
+    [
+        Code.Paddb_mm_mmm64, Code.Paddw_mm_mmm64, Code.Paddd_mm_mmm64, Code.Paddq_mm_mmm64, Code.Psubb_mm_mmm64, Code.Psubw_mm_mmm64,
+        Code.Psubd_mm_mmm64, Code.Psubq_mm_mmm64, Code.Paddsb_mm_mmm64, Code.Paddsw_mm_mmm64, Code.Paddusb_mm_mmm64, Code.Paddusw_mm_mmm64,
+        Code.Psubsb_mm_mmm64, Code.Psubsw_mm_mmm64, Code.Psubusb_mm_mmm64, Code.Psubusw_mm_mmm64,
+        Code.Pcmpeqb_mm_mmm64, Code.Pcmpeqw_mm_mmm64, Code.Pcmpeqd_mm_mmm64, Code.Pcmpgtb_mm_mmm64, Code.Pcmpgtw_mm_mmm64, Code.Pcmpgtd_mm_mmm64,
+        Code.Pand_mm_mmm64, Code.Pandn_mm_mmm64, Code.Por_mm_mmm64, Code.Pxor_mm_mmm64,
+        Code.Pmullw_mm_mmm64, Code.Pmulhw_mm_mmm64, Code.Pmulhuw_mm_mmm64, Code.Pmuludq_mm_mmm64, Code.Pmaddwd_mm_mmm64,
+        Code.Pavgb_mm_mmm64, Code.Pavgw_mm_mmm64, Code.Pminub_mm_mmm64, Code.Pmaxub_mm_mmm64, Code.Pminsw_mm_mmm64, Code.Pmaxsw_mm_mmm64,
+        Code.Psadbw_mm_mmm64, Code.Punpcklbw_mm_mmm32, Code.Punpcklwd_mm_mmm32, Code.Punpckldq_mm_mmm32,
+        Code.Punpckhbw_mm_mmm64, Code.Punpckhwd_mm_mmm64, Code.Punpckhdq_mm_mmm64, Code.Packsswb_mm_mmm64, Code.Packssdw_mm_mmm64,
+        Code.Packuswb_mm_mmm64, Code.Psllw_mm_mmm64, Code.Pslld_mm_mmm64, Code.Psllq_mm_mmm64, Code.Psrlw_mm_mmm64, Code.Psrld_mm_mmm64,
+        Code.Psrlq_mm_mmm64, Code.Psraw_mm_mmm64, Code.Psrad_mm_mmm64, Code.Movq_mm_mmm64,
+    ];
+
+    [SkippableTheory]
+    [MemberData(nameof(MmxBinaryForms))]
+    public void Mmx_binary_forms_match_the_host(Code code)
+    {
+        bool shift = code.ToString()[..3] == "Psr" || code.ToString()[..3] == "Psl";
+        var input = Inputs((int)code, shiftCounts: shift);
+        var r = Both(a =>
+        {
+            for (int k = 0; k < N; k++)
+            {
+                a.movq(mm0, __qword_ptr[rdi + A + 16 * k]);
+                a.movq(mm1, __qword_ptr[rdi + B + 16 * k]);
+                a.AddInstruction(k % 2 == 0 ? Instruction.Create(code, Register.MM0, Register.MM1) : Instruction.Create(code, Register.MM0, Mem(B + 16 * k)));
+                a.movq(__qword_ptr[rdi + R + 16 * k], mm0);
+            }
+            a.emms();
+        }, input);
+        AssertSame(code.ToString(), r, input);
+    }
+
+    [SkippableFact]
+    public void Mmx_other_forms_match_the_host()
+    {
+        var input = Inputs(11);
+        var r = Both(a =>
+        {
+            for (int k = 0; k < N; k++)
+            {
+                a.movq(mm0, __qword_ptr[rdi + A + 16 * k]);
+                a.movq(mm1, __qword_ptr[rdi + B + 16 * k]);
+                a.movdqu(xmm2, __xmmword_ptr[rdi + A + 16 * k]);
+                a.mov(rax, 0x5555555555555555);
+                switch (k % 12)
+                {
+                    case 0: a.pshufw(mm0, mm1, (byte)(k * 29)); break;
+                    case 1: a.pshufw(mm0, __qword_ptr[rdi + B + 16 * k], (byte)(k * 53)); break;
+                    case 2: a.pmovmskb(eax, mm1); break;
+                    case 3: a.pextrw(eax, mm1, (byte)k); break;
+                    case 4: a.mov(rax, __qword_ptr[rdi + B + 16 * k]); a.pinsrw(mm0, eax, (byte)k); break;
+                    case 5: a.pinsrw(mm0, __word_ptr[rdi + B + 16 * k + 6], (byte)k); break;
+                    case 6: a.movq2dq(xmm2, mm1); break;
+                    case 7: a.movdq2q(mm0, xmm2); a.pxor(xmm2, xmm2); break;
+                    case 8: a.mov(rsi, rdi); a.lea(rdi, __[rsi + R + 16 * k]); a.maskmovq(mm0, mm1); a.mov(rdi, rsi); break;
+                    case 9: a.movntq(__qword_ptr[rdi + R + 16 * k + 8], mm1); break;
+                    case 10: a.movd(eax, mm1); a.movd(mm0, __dword_ptr[rdi + B + 16 * k + 4]); break;
+                    default: a.movq(rax, mm1); a.psrlq(mm0, (byte)(k % 70)); a.psllw(mm1, 3); a.paddw(mm0, mm1); break;
+                }
+                a.movq(__qword_ptr[rdi + R + 16 * k], mm0);
+                a.movdqu(__xmmword_ptr[rdi + B + 16 * k], xmm2);
+                a.mov(__qword_ptr[rdi + A + 16 * k], rax);
+            }
+            a.emms();
+        }, input);
+        AssertSame("mmx forms", r, input);
+    }
+
+    [Fact]
+    public void Mmx_state_lives_in_the_fxsave_image()
+    {
+        using var m = SseMachine(K);
+        m.Memory.WriteUInt64(D + 0x100, 0x0123456789abcdef);
+        m.Assemble(K, a =>
+        {
+            a.fninit();
+            a.movq(mm3, __qword_ptr[rdi + 0x100]);
+            a.fxsave64(__[rdi + 0x1000]);
+            a.emms();
+            a.fxsave64(__[rdi + 0x2000]);
+            a.hlt();
+        });
+        Assert.Equal(ExitReason.Halt, m.Run().Reason);
+        Assert.Equal(0x0123456789abcdefUL, m.Memory.ReadUInt64(D + 0x1000 + 32 + 3 * 16)); // MM3 is the mantissa of ST3
+        Assert.Equal((ushort)0xffff, m.Memory.ReadUInt16(D + 0x1000 + 32 + 3 * 16 + 8));
+        Assert.Equal((byte)0xff, m.Memory.ReadByte(D + 0x1000 + 4));                       // all tagged valid
+        Assert.Equal((byte)0x00, m.Memory.ReadByte(D + 0x2000 + 4));                       // EMMS: all empty
+        ExpectFault(a => a.paddb(mm0, mm1), 7, cr0Extra: 8 /* TS */);
+        ExpectFault(a => a.emms(), 6, cr0Extra: 4 /* EM */);
     }
 
     [Fact]

@@ -237,6 +237,7 @@ public sealed class CpuidTests
         var l1 = PvCpuid.Query(emu, 1, 0);
         Assert.Equal(0u, l1.Ecx & (Sse3 | Ssse3 | Sse41 | Sse42 | Aes | Avx | (1u << 1) /* PCLMUL */ | (1u << 30) /* RDRAND */));
         Assert.Equal(3u << 25, l1.Edx & (3u << 25));          // SSE, SSE2
+        Assert.Equal(1u << 23, l1.Edx & (1u << 23));          // MMX: with SSE/SSE2, FXSR, CMOV, CX8 the baseline glibc insists on
         Assert.Equal(1u << 31, l1.Ecx & (1u << 31));          // hypervisor
         var l7 = PvCpuid.Query(emu, 7, 0);
         Assert.Equal(0u, l7.Ebx & ((1u << 5) | (1u << 29)));  // AVX2, SHA
