@@ -32,6 +32,39 @@ public sealed unsafe partial class EmuVcpu
         if (sse && (_cr4 & (1UL << 9)) == 0) throw GuestFault.Ud();  // CR4.OSFXSR
     }
 
+    private int X87Top => (_fx[3] >> 3) & 7;
+
+    /// <summary>An integer as an 80-bit extended-precision value (exact): mantissa with its explicit integer bit, then sign and exponent.</summary>
+    private static (ulong Mantissa, ushort SignExponent) ToExtended(long v)
+    {
+        if (v == 0) return (0, 0);
+        ulong mag = v < 0 ? 0 - (ulong)v : (ulong)v;
+        int shift = System.Numerics.BitOperations.LeadingZeroCount(mag);
+        return (mag << shift, (ushort)((v < 0 ? 0x8000 : 0) | (16383 + 63 - shift)));
+    }
+
+    /// <summary>
+    /// Pushes onto the x87 stack as kept in the FXSAVE image (ST(i) at 32 + 16i, the abridged tag word by physical
+    /// register). A push onto a valid register is the masked stack-overflow response: IE, SF and C1 set, the value
+    /// replaced by the indefinite NaN (an unmasked one would be reported at the next x87 instruction, which does not exist here).
+    /// </summary>
+    private void X87Push((ulong Mantissa, ushort SignExponent) v)
+    {
+        int top = (X87Top - 1) & 7;
+        if ((_fx[4] & (1 << top)) != 0)
+        {
+            _fx[2] |= 0x41; // IE, SF
+            _fx[3] |= 0x02; // C1: overflow
+            v = (0xc000000000000000, 0xffff);
+        }
+        _fx.AsSpan(32, 7 * 16).CopyTo(_fx.AsSpan(48));
+        _fx.AsSpan(32, 16).Clear();
+        BitConverter.TryWriteBytes(_fx.AsSpan(32), v.Mantissa);
+        BitConverter.TryWriteBytes(_fx.AsSpan(40), v.SignExponent);
+        _fx[4] |= (byte)(1 << top);
+        _fx[3] = (byte)((_fx[3] & 0xc7) | (top << 3));
+    }
+
     /// <summary>Returns false when <paramref name="m"/> is not an FPU-state instruction.</summary>
     private bool ExecuteFpuState(ref Instruction i, Mnemonic m)
     {
@@ -92,6 +125,20 @@ public sealed unsafe partial class EmuVcpu
                 FpuAvailable(false);
                 WriteOp0(ref i, 2, BitConverter.ToUInt16(_fx, 2));
                 return true;
+            case Mnemonic.Fnclex:
+                FpuAvailable(false);
+                _fx[2] = 0;     // FSW exception flags, SF, ES
+                _fx[3] &= 0x7f; // FSW.B
+                return true;
+            case Mnemonic.Fild:
+            {
+                // Loads only: Linux's AMD FXSAVE-leak workaround (fnclex; emms; fild) runs before every FXRSTOR.
+                FpuAvailable(false);
+                int size = i.MemorySize.GetSize();
+                ulong raw = ReadMem(Ea(ref i), size);
+                X87Push(ToExtended(size == 2 ? (short)raw : size == 4 ? (int)raw : (long)raw));
+                return true;
+            }
             case Mnemonic.Wait:
                 if ((_cr0 & 0xa) == 0xa) throw new GuestFault(7, 0, false); // MP and TS
                 return true;

@@ -30,8 +30,15 @@ public sealed unsafe partial class EmuVcpu
     {
         if ((_cr0 & 4) != 0 || (xmmOperand && (_cr4 & XenSharp.Accel.X86.Cr4Osfxsr) == 0)) throw GuestFault.Ud();
         if ((_cr0 & 8) != 0) throw new GuestFault(7, 0, false);
-        _fx[3] &= 0xc7; // FSW.TOP = 0
-        _fx[4] = 0xff;  // abridged tag word: all valid
+        int top = X87Top;
+        if (top != 0)
+        {
+            // The image keeps ST(i), MMn is physical register n: with TOP = 0 they coincide, so rotate the slots.
+            var st = _fx.AsSpan(32, 128).ToArray();
+            for (int n = 0; n < 8; n++) st.AsSpan(16 * ((n - top) & 7), 16).CopyTo(_fx.AsSpan(32 + 16 * n));
+            _fx[3] &= 0xc7; // FSW.TOP = 0
+        }
+        _fx[4] = 0xff; // abridged tag word: all valid
     }
 
     /// <summary>An MM register or a memory operand (zero-extended from its size: m64, or m32 for PUNPCKL*).</summary>

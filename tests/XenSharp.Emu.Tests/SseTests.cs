@@ -523,6 +523,37 @@ public sealed unsafe class SseTests
         AssertSame("mmx forms", r, input);
     }
 
+    /// <summary>Linux restores FPU state on AMD with "fnclex; emms; fild" first (its FXSAVE-leak workaround).</summary>
+    [Fact]
+    public void Fild_pushes_onto_the_x87_stack_in_the_fxsave_image()
+    {
+        using var m = SseMachine(K);
+        m.Memory.WriteUInt32(D + 0x300, unchecked((uint)-5));
+        m.Memory.WriteUInt64(D + 0x308, 0x1122334455667788);
+        m.Assemble(K, a =>
+        {
+            a.fninit();
+            a.movq(mm0, __qword_ptr[rdi + 0x308]); // MM0 valid, TOP 0
+            a.fnclex();
+            a.emms();
+            a.fild(__dword_ptr[rdi + 0x300]);
+            a.fild(__word_ptr[rdi + 0x300]);
+            a.fxsave64(__[rdi + 0x1000]);
+            a.movq(mm1, mm0); // back to MMX: TOP 0, MM0 is physical register 0 again
+            a.movq(__qword_ptr[rdi + 0x400], mm1);
+            a.hlt();
+        });
+        Assert.Equal(ExitReason.Halt, m.Run().Reason);
+        const ulong fx = D + 0x1000;
+        Assert.Equal((ushort)(6 << 11), m.Memory.ReadUInt16(fx + 2));                  // FSW: TOP 6, no exception
+        Assert.Equal((byte)0xc0, m.Memory.ReadByte(fx + 4));                          // physical 6 and 7 valid
+        Assert.Equal(0xa000000000000000UL, m.Memory.ReadUInt64(fx + 32));            // ST0 = -5 (from the m16 0xfffb)
+        Assert.Equal((ushort)(0x8000 | (16383 + 2)), m.Memory.ReadUInt16(fx + 40));
+        Assert.Equal(0xa000000000000000UL, m.Memory.ReadUInt64(fx + 48));            // ST1 = -5
+        Assert.Equal(0x1122334455667788UL, m.Memory.ReadUInt64(fx + 32 + 2 * 16));  // ST2 is physical 0: the old MM0
+        Assert.Equal(0x1122334455667788UL, m.Memory.ReadUInt64(D + 0x400));
+    }
+
     [Fact]
     public void Mmx_state_lives_in_the_fxsave_image()
     {
@@ -543,6 +574,7 @@ public sealed unsafe class SseTests
         Assert.Equal((byte)0xff, m.Memory.ReadByte(D + 0x1000 + 4));                       // all tagged valid
         Assert.Equal((byte)0x00, m.Memory.ReadByte(D + 0x2000 + 4));                       // EMMS: all empty
         ExpectFault(a => a.paddb(mm0, mm1), 7, cr0Extra: 8 /* TS */);
+        ExpectFault(a => a.fild(__dword_ptr[rdi]), 7, cr0Extra: 8 /* TS */);
         ExpectFault(a => a.emms(), 6, cr0Extra: 4 /* EM */);
     }
 
