@@ -230,5 +230,6 @@ sealed class SharedAccelerator(IAccelerator inner) : IAccelerator
 {
     public string Name => inner.Name;
     public IVirtualMachine CreateVirtualMachine() => inner.CreateVirtualMachine();
+    public CpuidEntry FilterCpuid(CpuidEntry entry) => inner.FilterCpuid(entry);
     public void Dispose() { }
 }

@@ -10,6 +10,13 @@ public interface IAccelerator : IDisposable
     string Name { get; }
 
     IVirtualMachine CreateVirtualMachine();
+
+    /// <summary>
+    /// What this back end can run, as KVM_GET_SUPPORTED_CPUID says it: <paramref name="entry"/> (a leaf of the VMM's
+    /// policy) with every feature flag the back end cannot execute cleared (see <see cref="CpuidFeatures"/>). Descriptive
+    /// fields pass unchanged; hypervisor leaves (0x40000000-0x4fffffff) are the VMM's and pass unchanged.
+    /// </summary>
+    CpuidEntry FilterCpuid(CpuidEntry entry);
 }
 
 public interface IVirtualMachine : IDisposable

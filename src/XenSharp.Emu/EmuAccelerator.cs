@@ -9,6 +9,41 @@ public sealed class EmuAccelerator : IAccelerator
     public string Name => "emu";
     public IVirtualMachine CreateVirtualMachine() => new EmuVirtualMachine();
     public void Dispose() { }
+
+    // What this CPU executes. Leaf 1 EDX: FPU (x87 state; its arithmetic raises #UD), PSE, TSC, MSR, PAE, CX8, APIC
+    // (the VMM's device), PGE, CMOV, PAT, CLFSH, MMX, FXSR, SSE, SSE2, HTT (topology). No x87 arithmetic.
+    private const uint Leaf1Edx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9)
+        | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26) | (1u << 28);
+    // Leaf 1 ECX: CX16, MOVBE, POPCNT. No SSE3/SSSE3/SSE4.x, AES, PCLMUL, XSAVE/AVX, RDRAND, x2APIC, PCID.
+    private const uint Leaf1Ecx = (1u << 13) | (1u << 22) | (1u << 23);
+    // Leaf 7.0 EBX: BMI1, BMI2, ERMS, ADX, CLFLUSHOPT (see Bmi.cs, Strings.cs, Sse.cs).
+    private const uint Leaf7Ebx = (1u << 3) | (1u << 8) | (1u << 9) | (1u << 19) | (1u << 23);
+    // 0x80000001 ECX: LAHF/SAHF, LZCNT, PREFETCHW. EDX: AMD's copies of the leaf 1 bits above (0-17, 23, 24), SYSCALL, NX,
+    // 1 GiB pages, RDTSCP, long mode.
+    private const uint ExtEcx = (1u << 0) | (1u << 5) | (1u << 8);
+    private const uint ExtEdx = (Leaf1Edx & 0x0183ffffu) | (1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29);
+
+    /// <summary>
+    /// Feature leaves are masked to what this CPU implements; descriptive leaves (vendor, cache, topology, brand, address
+    /// sizes, invariant TSC) pass; any other leaf (power, PMU, XSAVE, trace...) reads as zero, since nothing behind it exists.
+    /// </summary>
+    public CpuidEntry FilterCpuid(CpuidEntry e)
+    {
+        if (e.Function is >= 0x40000000 and < 0x50000000) return e;
+        CpuidEntry? supported = e.Function switch
+        {
+            1 => new CpuidEntry(1, 0, 0, 0, Leaf1Ecx, Leaf1Edx),
+            7 => new CpuidEntry(7, e.Index, 0, e.Index == 0 ? Leaf7Ebx : 0, 0, 0),
+            0x80000001 => new CpuidEntry(0x80000001, 0, 0, 0, ExtEcx, ExtEdx),
+            0x80000007 => new CpuidEntry(0x80000007, 0, 0, 0, 0, 1u << 8), // invariant TSC: RDTSC reads the host's TSC
+            0x80000008 => new CpuidEntry(0x80000008, 0, 0, 0, 0, 0),
+            _ => null,
+        };
+        if (supported is not null) return CpuidFeatures.Intersect(e, supported);
+        bool descriptive = e.Function is 0 or 2 or 4 or 0xb or 0x16 or 0x1f or 0x80000000 or 0x80000002 or 0x80000003
+            or 0x80000004 or 0x80000005 or 0x80000006;
+        return descriptive ? e : e with { Eax = 0, Ebx = 0, Ecx = 0, Edx = 0 };
+    }
 }
 
 /// <summary>One guest-physical range backed by host memory.</summary>

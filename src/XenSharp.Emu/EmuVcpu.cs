@@ -57,6 +57,7 @@ public sealed unsafe partial class EmuVcpu : IVcpu
         _vm = vm;
         Id = id;
         _r = (ulong*)Unsafe.AsPointer(ref _regArray[0]);
+        _x = (ulong*)Unsafe.AsPointer(ref _xmmArray[0]);
         _tlb = GC.AllocateArray<TlbEntry>(TlbSize, pinned: true);
         _decoder = Decoder.Create(64, _reader, DecoderOptions.None);
         _cs = SegmentRegister.Code64(0x8, 0);

@@ -330,7 +330,8 @@ public sealed unsafe partial class EmuVcpu
             case Mnemonic.Jrcxz: _rip = _r[1] == 0 ? i.NearBranch64 : next; return;
             case Mnemonic.Jecxz: _rip = (uint)_r[1] == 0 ? i.NearBranch64 : next; return;
             case Mnemonic.Nop or Mnemonic.Pause or Mnemonic.Endbr64 or Mnemonic.Endbr32 or Mnemonic.Lfence or Mnemonic.Sfence
-                or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2 or Mnemonic.Prefetchw:
+                or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2 or Mnemonic.Prefetchw
+                or Mnemonic.Prefetch:
                 break;
             case Mnemonic.Mfence:
                 Interlocked.MemoryBarrier();
@@ -418,8 +419,8 @@ public sealed unsafe partial class EmuVcpu
                 return;
             case Mnemonic.Movsd or Mnemonic.Cmpsd:
                 if (i.Code is Code.Movsd_m32_m32 or Code.Cmpsd_m32_m32) { StringOp(ref i, m, next); return; }
-                Unimplemented(ref i);
-                return;
+                ExecuteSse(ref i, m);
+                break;
             case Mnemonic.Pushfq or Mnemonic.Pushf:
             {
                 int sz = -i.StackPointerIncrement;
@@ -591,7 +592,7 @@ public sealed unsafe partial class EmuVcpu
                 SetGpr(0, 1, ReadMem(_r[3] + (byte)_r[0] + SegBase(i.MemorySegment), 1));
                 break;
             default:
-                if (!ExecuteFpuState(ref i, m) && !ExecuteBmi(ref i, m)) { Unimplemented(ref i); return; }
+                if (!ExecuteSse(ref i, m) && !ExecuteFpuState(ref i, m) && !ExecuteBmi(ref i, m)) { Unimplemented(ref i); return; }
                 break;
         }
         _rip = next;

@@ -12,7 +12,7 @@ public sealed unsafe partial class EmuVcpu
 {
     private enum FastOp : byte
     {
-        Generic, AluRR, AluRI, MovRR, MovRI, MovRM, MovMR, MovMI, IncR, DecR, Jcc, Jmp, Call, Ret, PushR, PopR, Lea, Nop, AluRM, MovzxRM, MovzxRR,
+        Generic, AluRR, AluRI, MovRR, MovRI, MovRM, MovMR, MovMI, IncR, DecR, Jcc, Jmp, Call, Ret, PushR, PopR, Lea, Nop, AluRM, MovzxRM, MovzxRR, Sse, Mmx,
     }
 
     private const byte NoReg = 0xff;
@@ -58,7 +58,15 @@ public sealed unsafe partial class EmuVcpu
         ref var i = ref d.I;
         d.Next = i.NextIP;
         d.Op = FastOp.Generic;
-        if (i.HasLockPrefix || i.HasRepPrefix || i.HasRepnePrefix) return;
+        if (i.HasLockPrefix) return;
+        if (i.Encoding == EncodingKind.Legacy)
+        {
+            // Straight to Sse.cs / Mmx.cs, past the general switch.
+            var v = VectorOperands(ref i);
+            if (v == 2 || i.Mnemonic == Mnemonic.Emms) { d.Op = FastOp.Mmx; return; }
+            if (v == 1) { d.Op = FastOp.Sse; return; }
+        }
+        if (i.HasRepPrefix || i.HasRepnePrefix) return;
         var m = i.Mnemonic;
         int alu = AluCode(m);
         var k0 = i.OpCount > 0 ? i.Op0Kind : OpKind.Register;
@@ -146,6 +154,20 @@ public sealed unsafe partial class EmuVcpu
                 d.Op = FastOp.Nop;
                 return;
         }
+    }
+
+    /// <summary>2 when an operand is an MM register, else 1 when one is an XMM register, else 0.</summary>
+    private static int VectorOperands(ref Instruction i)
+    {
+        int v = 0;
+        for (int k = 0; k < i.OpCount; k++)
+        {
+            if (i.GetOpKind(k) != OpKind.Register) continue;
+            var r = i.GetOpRegister(k);
+            if (r.IsMM()) return 2;
+            if (r.IsXMM()) v = 1;
+        }
+        return v;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -260,6 +282,15 @@ public sealed unsafe partial class EmuVcpu
             }
             case FastOp.Lea: SetGpr(d.R0, d.Size, FastEa(ref d)); _rip = d.Next; return;
             case FastOp.Nop: _rip = d.Next; return;
+            case FastOp.Mmx:
+                if (!ExecuteMmx(ref d.I, d.I.Mnemonic)) Unimplemented(ref d.I);
+                _rip = d.Next;
+                return;
+            case FastOp.Sse:
+                // Every legacy-encoded instruction with an XMM operand is Sse.cs's (or unimplemented).
+                if (!ExecuteSse(ref d.I, d.I.Mnemonic)) Unimplemented(ref d.I);
+                _rip = d.Next;
+                return;
             default: Execute(ref d.I); return;
         }
     }

@@ -17,6 +17,16 @@ public sealed class KvmAccelerator : IAccelerator
 
     public KvmVm CreateKvmVm() => new(_system);
 
+    private IReadOnlyList<CpuidEntry>? _supported;
+
+    /// <summary>Intersects the feature flags with KVM_GET_SUPPORTED_CPUID (read once).</summary>
+    public CpuidEntry FilterCpuid(CpuidEntry entry)
+    {
+        if (entry.Function is >= 0x40000000 and < 0x50000000) return entry;
+        var table = _supported ??= _system.GetSupportedCpuid();
+        return CpuidFeatures.Intersect(entry, CpuidFeatures.Find(table, entry.Function, entry.Index));
+    }
+
     /// <summary>
     /// Whether KVM can be used here: opens the device, checks the API and the capabilities this back end needs, and
     /// creates and destroys one VM. For tests' skip reasons and the daemon's <c>--accel auto</c>.

@@ -15,9 +15,11 @@ public static class HvmDomainBuilder
             var loaded = HvmBuilder.IsElf(image)
                 ? HvmBuilder.LoadElf(domain.Memory, image)
                 : HvmBuilder.LoadFlat(domain.Memory, image, HvmLayout.DefaultFlatLoad, BootMode.Long);
+            var cpuid = HvmCpuid.Table(hypervisor.Accelerator);
             for (int i = 0; i < plan.Vcpus; i++)
             {
                 var v = domain.AddVcpu(i);
+                v.Cpu.SetCpuid(cpuid);
                 // Without a local APIC to send INIT/SIPI, only the boot processor runs in the minimal platform.
                 v.StartsOnline = i == 0;
             }

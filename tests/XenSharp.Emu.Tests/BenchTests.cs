@@ -56,4 +56,45 @@ public sealed partial class BenchTests(ITestOutputHelper output)
         output.WriteLine(line);
         Console.WriteLine(line);
     }
+
+    [Fact]
+    [Trait("Category", "Bench")]
+    public void Sse2_strlen_loop_instructions_per_second()
+    {
+        using var m = new TestMachine();
+        const int iterations = 20_000_000;
+        // A glibc-style scan, 6 instructions per 16 bytes: movdqa, pcmpeqb, pmovmskb, add, test, jz (the buffer has no zero).
+        const ulong buf = TestMachine.Data;
+        m.Memory.Span(buf, 1 << 16).Fill(0x41);
+        m.Assemble(TestMachine.KernelCode, a =>
+        {
+            var l = a.CreateLabel();
+            a.pxor(xmm1, xmm1);
+            a.mov(ecx, iterations);
+            a.Label(ref l);
+            a.mov(rax, rcx);
+            a.and(eax, 0xfff0);
+            a.movdqa(xmm0, __xmmword_ptr[rax + (long)buf]);
+            a.pcmpeqb(xmm0, xmm1);
+            a.pmovmskb(edx, xmm0);
+            a.test(edx, edx);
+            a.jnz(l);
+            a.dec(ecx);
+            a.jnz(l);
+            a.hlt();
+        });
+        m.Start(TestMachine.KernelCode);
+        var s = m.LongModeSregs(0);
+        s.Cr4 |= X86.Cr4Osfxsr;
+        m.Cpu.SetSpecialRegisters(s);
+        long before = m.Cpu.InstructionsRetired;
+        double cpu0 = ThreadCpuSeconds();
+        var e = m.Run();
+        double cpu = ThreadCpuSeconds() - cpu0;
+        Assert.Equal(ExitReason.Halt, e.Reason);
+        long n = m.Cpu.InstructionsRetired - before;
+        string line = $"emu SSE2 scan loop: {n} instructions in {cpu * 1000:F0} ms thread CPU = {n / cpu / 1e6:F1} M instructions/s per CPU-second";
+        output.WriteLine(line);
+        Console.WriteLine(line);
+    }
 }

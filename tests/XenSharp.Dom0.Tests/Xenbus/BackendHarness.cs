@@ -13,6 +13,7 @@ internal sealed class InertAccelerator : IAccelerator
 {
     public string Name => "inert";
     public IVirtualMachine CreateVirtualMachine() => new Vm();
+    public CpuidEntry FilterCpuid(CpuidEntry entry) => entry;
     public void Dispose() { }
 
     private sealed class Vm : IVirtualMachine

@@ -17,6 +17,7 @@ public sealed class ScriptedAccelerator : IAccelerator
         lock (Vms) Vms.Add(vm);
         return vm;
     }
+    public CpuidEntry FilterCpuid(CpuidEntry entry) => entry;
     public void Dispose() { }
 }
 

@@ -217,15 +217,57 @@ public sealed class CpuidTests
     [Fact]
     public void XenLeavesAndHypervisorBit()
     {
-        var (a, b, c, d) = PvCpuid.Query(0x40000000, 0);
+        var (a, b, c, d) = PvCpuid.Query(new XenSharp.Hypervisor.Tests.PvServices.InertAccelerator(), 0x40000000, 0);
         Assert.Equal(0x40000005u, a);
         Assert.Equal((0x566e6558u, 0x65584d4du, 0x4d4d566eu), (b, c, d));
-        Assert.Equal((uint)(XenVersion.Major << 16 | XenVersion.Minor), PvCpuid.Query(0x40000001, 0).Eax);
-        Assert.Equal(1u, PvCpuid.Query(0x40000002, 0).Ecx & 1); // PRESERVE_AD
-        var l1 = PvCpuid.Query(1, 0);
+        Assert.Equal((uint)(XenVersion.Major << 16 | XenVersion.Minor), PvCpuid.Query(new XenSharp.Hypervisor.Tests.PvServices.InertAccelerator(), 0x40000001, 0).Eax);
+        Assert.Equal(1u, PvCpuid.Query(new XenSharp.Hypervisor.Tests.PvServices.InertAccelerator(), 0x40000002, 0).Ecx & 1); // PRESERVE_AD
+        var l1 = PvCpuid.Query(new XenSharp.Hypervisor.Tests.PvServices.InertAccelerator(), 1, 0);
         Assert.NotEqual(0u, l1.Ecx & (1u << 31));
         Assert.Equal(0u, l1.Edx & ((1u << 3) | (1u << 13)));  // PSE, PGE hidden
         Assert.Equal(0u, l1.Ecx & (1u << 27));                // OSXSAVE
+    }
+
+    private const uint Sse3 = 1u << 0, Ssse3 = 1u << 9, Sse41 = 1u << 19, Sse42 = 1u << 20, Aes = 1u << 25, Avx = 1u << 28;
+
+    [Fact]
+    public void The_software_cpu_hides_what_it_cannot_execute()
+    {
+        var emu = new XenSharp.Emu.EmuAccelerator();
+        var l1 = PvCpuid.Query(emu, 1, 0);
+        Assert.Equal(0u, l1.Ecx & (Sse3 | Ssse3 | Sse41 | Sse42 | Aes | Avx | (1u << 1) /* PCLMUL */ | (1u << 30) /* RDRAND */));
+        Assert.Equal(3u << 25, l1.Edx & (3u << 25));          // SSE, SSE2
+        Assert.Equal(1u << 23, l1.Edx & (1u << 23));          // MMX: with SSE/SSE2, FXSR, CMOV, CX8 the baseline glibc insists on
+        Assert.Equal(1u << 31, l1.Ecx & (1u << 31));          // hypervisor
+        var l7 = PvCpuid.Query(emu, 7, 0);
+        Assert.Equal(0u, l7.Ebx & ((1u << 5) | (1u << 29)));  // AVX2, SHA
+        Assert.Equal(PvCpuid.Query(new XenSharp.Hypervisor.Tests.PvServices.InertAccelerator(), 0, 0), PvCpuid.Query(emu, 0, 0)); // vendor and max leaf pass
+        Assert.Equal(PvCpuid.Query(new XenSharp.Hypervisor.Tests.PvServices.InertAccelerator(), 0x40000000, 0), PvCpuid.Query(emu, 0x40000000, 0));
+        // The table the vCPU's plain CPUID uses agrees with the forced-emulation answer.
+        var e1 = CpuidFeatures.Find(PvCpuid.Table(emu), 1, 0)!.Value;
+        Assert.Equal((l1.Ecx, l1.Edx), (e1.Ecx, e1.Edx));
+    }
+
+    [Fact]
+    public void A_back_end_that_supports_everything_changes_nothing()
+    {
+        var l1 = PvCpuid.Query(new XenSharp.Hypervisor.Tests.PvServices.InertAccelerator(), 1, 0);
+        var e = new CpuidEntry(1, 0, l1.Eax, l1.Ebx, l1.Ecx, l1.Edx);
+        Assert.Equal(e, CpuidFeatures.Intersect(e, new CpuidEntry(1, 0, ~0u, ~0u, ~0u, ~0u)));
+        // With nothing supported only flags go: family/model (eax), APIC id (ebx) and the VMM's hypervisor bit stay.
+        var none = CpuidFeatures.Intersect(e, null);
+        Assert.Equal((e.Eax, e.Ebx, e.Ecx & (1u << 31 | 1u << 27), 0u), (none.Eax, none.Ebx, none.Ecx, none.Edx));
+        var vendor = new CpuidEntry(0, 0, 0xd, 0x756e6547, 0x6c65746e, 0x49656e69);
+        Assert.Equal(vendor, CpuidFeatures.Intersect(vendor, null));
+    }
+
+    [Fact]
+    public void Hvm_table_is_filtered_too()
+    {
+        var t = XenSharp.Hypervisor.Hvm.HvmCpuid.Table(new XenSharp.Emu.EmuAccelerator());
+        var l1 = CpuidFeatures.Find(t, 1, 0)!.Value;
+        Assert.Equal(0u, l1.Ecx & (Sse3 | Ssse3 | Sse41 | Sse42 | Avx));
+        Assert.Equal(3u << 25, l1.Edx & (3u << 25));
     }
 }
 

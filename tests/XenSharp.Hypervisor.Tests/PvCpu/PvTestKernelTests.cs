@@ -73,6 +73,8 @@ public sealed class DebianKernelProbe(ITestOutputHelper output)
         output.WriteLine("exceptions: " + string.Join(", ", Enumerable.Range(0, 256).Where(i => ex[i] > 0).Select(i => $"{i}:{ex[i]}")) + $" last rip 0x{h.Platform.LastExceptionRip:x} cr2 0x{h.Platform.LastExceptionCr2:x}");
         var regs = h.Domain.Vcpus[0].Cpu.GetRegisters();
         output.WriteLine($"rip now 0x{regs.Rip:x}");
+        if (h.Domain.Vcpus[0].Cpu is XenSharp.Emu.EmuVcpu emu)
+            output.WriteLine("unimplemented instructions: " + string.Join(", ", emu.UnimplementedMnemonics));
         ulong lr = h.Platform.LastExceptionRip;
         if (lr >= 0xffffffff80000000UL)
         {

@@ -6,13 +6,25 @@ namespace XenSharp.Hypervisor.Pv.Cpu;
 /// <summary>
 /// The CPUID a PV guest sees (through Xen's forced-emulation prefix, and set as the accelerator's plain CPUID table):
 /// the host's leaves with what Xen hides from PV guests removed, the hypervisor bit set, and Xen's leaves at 0x40000000.
-/// XSAVE/AVX and FSGSBASE are hidden as well (the vCPU runs with CR4.OSXSAVE and CR4.FSGSBASE clear).
+/// XSAVE/AVX and FSGSBASE are hidden as well (the vCPU runs with CR4.OSXSAVE and CR4.FSGSBASE clear). Feature flags are
+/// then intersected with what the accelerator can execute (<see cref="IAccelerator.FilterCpuid"/>): the software CPU has
+/// no SSE3 and up, for instance, and the guest must not be told otherwise.
 /// </summary>
 public static class PvCpuid
 {
     public const uint XenBase = 0x40000000;
 
-    public static (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(uint leaf, uint subleaf)
+    public static (uint Eax, uint Ebx, uint Ecx, uint Edx) Query(IAccelerator accelerator, uint leaf, uint subleaf)
+    {
+        var (a, b, c, d) = Policy(leaf, subleaf);
+        if (leaf >= XenBase && leaf < XenBase + 0x10000) return (a, b, c, d);
+        var e = accelerator.FilterCpuid(new CpuidEntry(leaf, subleaf, a, b, c, d, IsIndexed(leaf)));
+        return (e.Eax, e.Ebx, e.Ecx, e.Edx);
+    }
+
+    private static bool IsIndexed(uint leaf) => leaf is 4 or 7 or 0xb or 0xd;
+
+    private static (uint Eax, uint Ebx, uint Ecx, uint Edx) Policy(uint leaf, uint subleaf)
     {
         if (leaf >= XenBase && leaf < XenBase + 0x10000) return Xen(leaf - XenBase, subleaf);
         var (a, b, c, d) = Host(leaf, subleaf);
@@ -68,22 +80,22 @@ public static class PvCpuid
     }
 
     /// <summary>The table given to the accelerator for plain CPUID instructions.</summary>
-    public static IReadOnlyList<CpuidEntry> Table()
+    public static IReadOnlyList<CpuidEntry> Table(IAccelerator accelerator)
     {
         var list = new List<CpuidEntry>();
-        uint max = Query(0, 0).Eax;
+        uint max = Query(accelerator, 0, 0).Eax;
         for (uint l = 0; l <= max; l++)
         {
-            bool indexed = l is 4 or 7 or 0xb or 0xd;
+            bool indexed = IsIndexed(l);
             for (uint s = 0; s < (indexed ? 4u : 1u); s++)
             {
-                var (a, b, c, d) = Query(l, s);
+                var (a, b, c, d) = Query(accelerator, l, s);
                 list.Add(new CpuidEntry(l, s, a, b, c, d, indexed));
             }
         }
-        for (uint l = XenBase; l <= XenBase + 5; l++) { var (a, b, c, d) = Query(l, 0); list.Add(new CpuidEntry(l, 0, a, b, c, d)); }
+        for (uint l = XenBase; l <= XenBase + 5; l++) { var (a, b, c, d) = Query(accelerator, l, 0); list.Add(new CpuidEntry(l, 0, a, b, c, d)); }
         uint maxExt = Host(0x80000000, 0).Eax;
-        for (uint l = 0x80000000; l <= Math.Min(maxExt, 0x80000008u); l++) { var (a, b, c, d) = Query(l, 0); list.Add(new CpuidEntry(l, 0, a, b, c, d)); }
+        for (uint l = 0x80000000; l <= Math.Min(maxExt, 0x80000008u); l++) { var (a, b, c, d) = Query(accelerator, l, 0); list.Add(new CpuidEntry(l, 0, a, b, c, d)); }
         return list;
     }
 }

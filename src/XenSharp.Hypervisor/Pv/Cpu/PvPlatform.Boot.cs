@@ -38,7 +38,7 @@ public sealed partial class PvPlatform
     private void LoadCpu(VirtualCpu vcpu, PvVcpuState st)
     {
         Area.InitVcpu(vcpu.Cpu, vcpu.Id, st.CurrentCr3, ring0: true);
-        vcpu.Cpu.SetCpuid(PvCpuid.Table());
+        vcpu.Cpu.SetCpuid(PvCpuid.Table(_domain.Hypervisor.Accelerator));
         vcpu.Cpu.SetMsr(X86.MsrFsBase, st.FsBase);
         vcpu.Cpu.SetMsr(X86.MsrGsBase, st.KernelMode ? st.GsBaseKernel : st.GsBaseUser);
         st.CpuLoaded = true;

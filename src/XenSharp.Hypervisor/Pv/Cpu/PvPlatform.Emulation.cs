@@ -36,7 +36,7 @@ public sealed partial class PvPlatform
     {
         var code = FetchCode(st, ctx.Regs.Rip, 7);
         if (code.Length < 7 || !code.AsSpan(0, 5).SequenceEqual(ForcedEmulationPrefix) || code[5] != 0x0f || code[6] != 0xa2) return false;
-        var (a, b, c, d) = PvCpuid.Query((uint)ctx.Regs.Rax, (uint)ctx.Regs.Rcx);
+        var (a, b, c, d) = PvCpuid.Query(_domain.Hypervisor.Accelerator, (uint)ctx.Regs.Rax, (uint)ctx.Regs.Rcx);
         ctx.Regs.Rax = a; ctx.Regs.Rbx = b; ctx.Regs.Rcx = c; ctx.Regs.Rdx = d;
         ctx.Regs.Rip += 7;
         return true;

@@ -108,12 +108,12 @@ public sealed class Stubs
         a.Label(ref n3);
         a.cmp(rax, (int)CommandPage.OpWrmsr);
         a.jne(n4);
-        a.mov(r8, rcx);
+        a.push(rcx); // the loop count, on the ring-0 stack: every other register is the guest's and must survive
         a.mov(ecx, __dword_ptr[rsi + 8]);
         a.mov(eax, __dword_ptr[rsi + 16]);
         a.mov(edx, __dword_ptr[rsi + 20]);
         a.wrmsr();
-        a.mov(rcx, r8);
+        a.pop(rcx);
         a.jmp(next);
         a.Label(ref n4);
         a.cmp(rax, (int)CommandPage.OpFlushAll);
