@@ -207,10 +207,21 @@ public sealed class PvMmu
         return 0;
     }
 
+    /// <summary>
+    /// Checks every descriptor of a would-be GDT/LDT page and, as Xen's check_descriptor, writes the fixed-up form back
+    /// (DPL raised to 3, call-gate target RPL 3): the CPU reads the page itself, so a fix left unwritten would let a
+    /// DPL0 code segment or gate through.
+    /// </summary>
     private int ValidateDescriptorPage(ulong mfn)
     {
+        var fixes = new List<(int, ulong)>();
         for (int i = 0; i < 512; i++)
-            if (!Descriptors.Check(ReadEntry(mfn, i), out _)) return -XenErrno.EINVAL;
+        {
+            ulong d = ReadEntry(mfn, i);
+            if (!Descriptors.Check(d, out ulong f)) return -XenErrno.EINVAL;
+            if (f != d) fixes.Add((i, f));
+        }
+        foreach (var (i, f) in fixes) _ram.WriteUInt64((mfn << 12) + (ulong)i * 8, f);
         return 0;
     }
 
