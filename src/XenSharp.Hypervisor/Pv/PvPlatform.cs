@@ -215,7 +215,14 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         switch (vector)
         {
             case X86.VectorPf:
-                if (st.KernelMode && (err & 3) == 3 && TryEmulatePtWrite(vcpu, st, ref ctx, cr2)) break;
+                if (InLdtShadow(vcpu.Id, cr2))
+                {
+                    // The CPU read a descriptor of an LDT page not shadowed yet: map it and retry, or give the guest
+                    // the #PF at the LDT's own address.
+                    if (TryMapLdtShadow(vcpu.Id, st, cr2, out ulong ldtVa)) break;
+                    cr2 = ldtVa;
+                }
+                else if (st.KernelMode && (err & 3) == 3 && TryEmulatePtWrite(vcpu, st, ref ctx, cr2)) break;
                 st.VirtualCr2 = cr2;
                 st.WriteCr2(cr2);
                 err = (err & ~4UL) | (st.KernelMode ? 0 : 4UL);
