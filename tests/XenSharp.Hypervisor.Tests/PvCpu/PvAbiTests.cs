@@ -153,7 +153,8 @@ public sealed class PvAbiTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Writable page tables: the guest writes straight into its (read-only mapped, pinned) L1. A legal PTE — mov, then
+    /// Writable page tables: without VMASST_TYPE_writable_pagetables a store into the guest's (read-only mapped,
+    /// pinned) L1 is a #PF for the guest; once enabled, a legal PTE — mov, then
     /// lock cmpxchg — is applied with Xen's adjustment (USER added) and the new mapping is seen at once; a PTE naming
     /// a frame the domain does not own, and one mapping a page-table frame writable, are refused with the #PF passed
     /// to the guest (cr2 = the PTE's address, error code present|write) and the entry left as it was.
@@ -176,6 +177,17 @@ public sealed class PvAbiTests(ITestOutputHelper output)
             a.mov(r12, unchecked((long)VirtBase));
             a.lea(rax, __[pf]); a.lea(rdi, __[table]); a.mov(__qword_ptr[rdi + 8], rax); a.Hypercall(0);
             a.test(rax, rax); Check(a, fail, 2);
+
+            // 0. without VMASST_TYPE_writable_pagetables the store is not emulated: the guest gets the #PF.
+            var after0 = a.CreateLabel();
+            a.xor(r13, r13); a.lea(r14, __[after0]);
+            a.mov(rdi, __qword_ptr[rbx + 5 * 8]);
+            a.mov(rax, 0x6023); a.mov(__qword_ptr[rbx + 5 * 8], rax);
+            a.Label(ref after0);
+            a.cmp(r13, 1); Check(a, fail, 16);
+            a.cmp(__qword_ptr[rbx + 5 * 8], rdi); Check(a, fail, 17);
+            a.xor(edi, edi); a.mov(esi, 2); a.Hypercall(21);                 // vm_assist(enable, writable_pagetables)
+            a.test(rax, rax); Check(a, fail, 18);
 
             // 1. legal: VirtBase+0x5000 (frame 5) remapped to frame 6 by a plain store into the L1.
             a.mov(rsi, unchecked((long)VirtBase + 0x6000));
@@ -228,9 +240,9 @@ public sealed class PvAbiTests(ITestOutputHelper output)
             Tail(a, fail);
         });
         AssertPoweroff(h, h.Run(Timeout));
-        // Five writes into the L1 faulted (mov, two cmpxchg, two refused); only the two refused reached the guest.
-        Assert.Equal(5, h.Platform.ExceptionCounts[14]);
-        Assert.Equal(2, h.Platform.State(0).ExceptionCount);
+        // Six writes into the L1 faulted (one before vm_assist, mov, two cmpxchg, two refused); three reached the guest.
+        Assert.Equal(6, h.Platform.ExceptionCounts[14]);
+        Assert.Equal(3, h.Platform.State(0).ExceptionCount);
     }
 
     /// <summary>
