@@ -138,6 +138,68 @@ public sealed class PvAbiTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// Context restore: vCPU 1 brought up by VCPUOP_initialise with a DS selector that does not load (beyond the
+    /// empty guest GDT) and a good ES starts in its failsafe callback: the frame holds the context's rcx, r11, the
+    /// selector values it asked for (ds 0x1233, es 0xe02b, fs, gs 0), then its rip/cs/rflags/rsp/ss; DS is loaded
+    /// null and ES as asked.
+    /// </summary>
+    [Fact]
+    public void InitialiseWithABadSelectorStartsInTheFailsafeCallback()
+    {
+        using var h = new PvGuestHarness(a =>
+        {
+            var start = a.CreateLabel(); var fail = a.CreateLabel(); var fs = a.CreateLabel(); var entry = a.CreateLabel(); var park = a.CreateLabel();
+            const long Ctx = unchecked((long)VirtBase + 0x110_0000), Stack = unchecked((long)VirtBase + 0x118_0000);
+            const int U = 520;                                               // user_regs
+            a.jmp(start);
+            a.Label(ref start);
+            a.mov(rbx, Ctx);
+            a.mov(rax, __qword_ptr[rsi + 88]); a.mov(rcx, unchecked((long)VirtBase)); a.sub(rax, rcx);
+            a.mov(__qword_ptr[rbx + 4984 + 3 * 8], rax);                      // ctrlreg[3]: the running L4
+            a.mov(__qword_ptr[rbx + 512], 4);                                 // flags: VGCF_in_kernel
+            a.lea(rax, __[entry]); a.mov(__qword_ptr[rbx + U + 128], rax);   // rip
+            a.mov(__qword_ptr[rbx + U + 136], 0xe033);
+            a.mov(__qword_ptr[rbx + U + 144], 0x202);
+            a.mov(rax, Stack); a.mov(__qword_ptr[rbx + U + 152], rax); a.mov(__qword_ptr[rbx + 4976], rax); // rsp, kernel_sp
+            a.mov(__qword_ptr[rbx + U + 160], 0xe02b); a.mov(__qword_ptr[rbx + 4968], 0xe02b);
+            a.mov(__qword_ptr[rbx + U + 88], 0x1111); a.mov(__qword_ptr[rbx + U + 48], 0x2222); // rcx, r11
+            a.mov(__qword_ptr[rbx + U + 176], 0x1233);                       // ds: does not load
+            a.mov(__qword_ptr[rbx + U + 168], 0xe02b);                       // es: loads
+            a.lea(rax, __[fs]); a.mov(__qword_ptr[rbx + 5120], rax);         // failsafe_callback_eip
+            a.xor(edi, edi); a.mov(esi, 1); a.mov(rdx, rbx); a.Hypercall(24); // VCPUOP_initialise(1, ctx)
+            a.test(rax, rax); Check(a, fail, 1);
+            a.mov(edi, 1); a.mov(esi, 1); a.xor(edx, edx); a.Hypercall(24); // VCPUOP_up(1)
+            a.test(rax, rax); Check(a, fail, 2);
+            a.nop();
+            a.Label(ref park);
+            a.mov(edi, 1); a.Hypercall(29);                                   // SCHEDOP_block
+            a.jmp(park);
+
+            a.Label(ref entry);
+            a.mov(r15d, 3);
+            a.jmp(fail);
+
+            a.Label(ref fs);                                                 // vCPU 1
+            a.mov(rbx, Stack);
+            a.cmp(__qword_ptr[rsp], 0x1111); Check(a, fail, 4);
+            a.cmp(__qword_ptr[rsp + 8], 0x2222); Check(a, fail, 5);
+            a.cmp(__qword_ptr[rsp + 0x10], 0x1233); Check(a, fail, 6);
+            a.cmp(__qword_ptr[rsp + 0x18], 0xe02b); Check(a, fail, 7);
+            a.cmp(__qword_ptr[rsp + 0x20], 0); Check(a, fail, 8);
+            a.cmp(__qword_ptr[rsp + 0x28], 0); Check(a, fail, 9);
+            a.lea(rax, __[entry]); a.cmp(__qword_ptr[rsp + 0x30], rax); Check(a, fail, 10);
+            a.mov(rax, 0x1_0000_e030); a.cmp(__qword_ptr[rsp + 0x38], rax); Check(a, fail, 11); // cs, RPL cleared; events were masked
+            a.cmp(__qword_ptr[rsp + 0x48], rbx); Check(a, fail, 12);
+            a.cmp(__qword_ptr[rsp + 0x50], 0xe02b); Check(a, fail, 13);
+            a.mov(eax, ds); a.cmp(eax, 0); Check(a, fail, 14);
+            a.mov(eax, es); a.cmp(eax, 0xe02b); Check(a, fail, 15);
+            Tail(a, fail);
+        }, vcpus: 2);
+        AssertPoweroff(h, h.Run(Timeout));
+        Assert.Equal(1, h.Platform.State(1).FailsafeCount);
+    }
+
+    /// <summary>
     /// Walks the guest's own tables to the L1 that maps VirtBase: rbx = its VA (page tables are mapped read-only in
     /// the bootstrap mapping at VirtBase + pfn*4096), rbp = start_info.
     /// </summary>
