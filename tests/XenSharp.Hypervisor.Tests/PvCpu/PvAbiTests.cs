@@ -217,7 +217,7 @@ public sealed class PvAbiTests(ITestOutputHelper output)
     /// <summary>
     /// Writable page tables: without VMASST_TYPE_writable_pagetables a store into the guest's (read-only mapped,
     /// pinned) L1 is a #PF for the guest; once enabled, a legal PTE — mov, then
-    /// lock cmpxchg — is applied with Xen's adjustment (USER added) and the new mapping is seen at once; a PTE naming
+    /// lock cmpxchg, then xchg — is applied with Xen's adjustment (USER added) and the new mapping is seen at once; a PTE naming
     /// a frame the domain does not own, and one mapping a page-table frame writable, are refused with the #PF passed
     /// to the guest (cr2 = the PTE's address, error code present|write) and the entry left as it was.
     /// </summary>
@@ -266,6 +266,11 @@ public sealed class PvAbiTests(ITestOutputHelper output)
             a.@lock.cmpxchg(__qword_ptr[rbx + 5 * 8], rcx);
             a.jne(r1); a.mov(r15d, 7); a.jmp(fail); a.Label(ref r1);
             a.cmp(rax, 0x5027); Check(a, fail, 8);
+            // xchg (Linux's ptep_get_and_clear): the old entry comes back in the register
+            a.mov(rcx, 0x6023);
+            a.xchg(__qword_ptr[rbx + 5 * 8], rcx);
+            a.cmp(rcx, 0x5027); Check(a, fail, 19);
+            a.cmp(__qword_ptr[rbx + 5 * 8], 0x6027); Check(a, fail, 20);
 
             // 3. illegal: a frame beyond the domain's RAM
             var after3 = a.CreateLabel();
@@ -302,8 +307,8 @@ public sealed class PvAbiTests(ITestOutputHelper output)
             Tail(a, fail);
         });
         AssertPoweroff(h, h.Run(Timeout));
-        // Six writes into the L1 faulted (one before vm_assist, mov, two cmpxchg, two refused); three reached the guest.
-        Assert.Equal(6, h.Platform.ExceptionCounts[14]);
+        // Seven writes into the L1 faulted (one before vm_assist, mov, two cmpxchg, xchg, two refused); three reached the guest.
+        Assert.Equal(7, h.Platform.ExceptionCounts[14]);
         Assert.Equal(3, h.Platform.State(0).ExceptionCount);
     }
 
