@@ -89,6 +89,7 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         services.MachphysMapping = new XenMachphysMapping { VStart = area.M2pStart, VEnd = area.M2pEnd, MaxMfn = area.MaxMfn };
         services.ValidateInitialContext = ValidateInitialContext;
         mmu.IsSpecialFrame = EnsureSpecialMapped;
+        mmu.DescriptorPageUnmapped = DropLdtShadowsOf;
         RegisterCpuHypercalls(services.Hypercalls);
     }
 

@@ -315,8 +315,9 @@ public sealed class PvAbiTests(ITestOutputHelper output)
     /// <summary>
     /// A guest LDT: descriptors written into a page, the page made read-only, MMUEXT_SET_LDT; a data selector through
     /// it loads (the shadow page is mapped on first use), a DPL0 data descriptor has been raised to DPL3 by
-    /// validation, a selector beyond the LDT's entries gives #GP(selector), the page cannot be made writable while
-    /// it is the LDT, and can once the LDT is cleared.
+    /// validation, a selector beyond the LDT's entries gives #GP(selector); when the guest remaps the LDT's linear page
+    /// the shadow follows (Xen's invalidate_shadow_ldt) and the old frame is released; the page cannot be made
+    /// writable while it is the LDT, and can once the LDT is cleared.
     /// </summary>
     [Fact]
     public void GuestLdtLoadsValidatedSelectors()
@@ -350,6 +351,25 @@ public sealed class PvAbiTests(ITestOutputHelper output)
             a.Label(ref after);
             a.cmp(r13, 1); Check(a, fail, 6);
             a.cmp(r10, 0x24); Check(a, fail, 7);                                // #GP(selector with TI)
+            // the guest remaps its LDT's linear page to (zeroed, read-only) frame 9: the shadow is dropped, the next
+            // load reads frame 9 (#GP on its empty entry), and frame 8 may be mapped writable again
+            a.mov(rdi, unchecked((long)VirtBase + 0x9000)); a.mov(esi, 0x9021); a.mov(edx, 2); a.Hypercall(14);
+            a.test(rax, rax); Check(a, fail, 11);
+            a.mov(rdi, Ldt); a.mov(esi, 0x9021); a.mov(edx, 2); a.Hypercall(14);
+            a.test(rax, rax); Check(a, fail, 12);
+            var after2 = a.CreateLabel();
+            a.xor(r13, r13); a.lea(r14, __[after2]);
+            a.mov(ax, 0x0f); a.mov(es, ax);
+            a.Label(ref after2);
+            a.cmp(r13, 1); Check(a, fail, 13);
+            a.cmp(r10, 0x0c); Check(a, fail, 14);
+            a.mov(rdi, unchecked((long)VirtBase + 0xa000)); a.mov(esi, 0x8023); a.mov(edx, 2); a.Hypercall(14);
+            a.test(rax, rax); Check(a, fail, 15);                             // frame 8 writable elsewhere: allowed now
+            a.mov(rdi, unchecked((long)VirtBase + 0xa000)); a.mov(esi, 0xa023); a.mov(edx, 2); a.Hypercall(14);
+            a.test(rax, rax); Check(a, fail, 16);
+            a.mov(rdi, Ldt); a.mov(esi, 0x8021); a.mov(edx, 2); a.Hypercall(14); // back to frame 8
+            a.test(rax, rax); Check(a, fail, 17);
+            a.mov(ax, 0x0f); a.mov(es, ax);                                     // shadow of frame 8 again
             // writable while it is the LDT: refused
             a.mov(rdi, Ldt); a.mov(esi, 0x8023); a.mov(edx, 2); a.Hypercall(14);
             a.test(rax, rax); a.jne(done); a.mov(r15d, 8); a.jmp(fail);
@@ -375,7 +395,7 @@ public sealed class PvAbiTests(ITestOutputHelper output)
             Tail(a, fail);
         });
         AssertPoweroff(h, h.Run(Timeout));
-        Assert.Equal(1, h.Platform.ExceptionCounts[14]);   // the shadow LDT page, mapped on first use
-        Assert.Equal(1, h.Platform.ExceptionCounts[13]);
+        Assert.Equal(3, h.Platform.ExceptionCounts[14]);   // the shadow LDT page, mapped on first use and after each remap
+        Assert.Equal(2, h.Platform.ExceptionCounts[13]);
     }
 }

@@ -159,5 +159,20 @@ public sealed partial class PvPlatform
         return true;
     }
 
+    /// <summary>
+    /// The guest changed a PTE that mapped descriptor page <paramref name="mfn"/>: every vCPU whose shadow LDT holds it
+    /// drops its shadow (mapped again from the guest's current tables on the next fault); their TLBs are flushed.
+    /// </summary>
+    internal void DropLdtShadowsOf(ulong mfn, IPtWriter w)
+    {
+        foreach (var v in _domain.Vcpus)
+        {
+            if (Services.Vcpu(v.Id) is not { } st || Array.IndexOf(st.LdtShadow, (ulong?)mfn) < 0) continue;
+            DestroyLdtShadow(v.Id, st, w);
+            st.RemoteFlushPending = true;
+            v.Cpu.Kick();
+        }
+    }
+
     internal static bool InLdtShadow(int v, ulong va) => va >= PvLayout.LdtVa(v) && va < PvLayout.LdtVa(v) + PvLayout.LdtStride;
 }
