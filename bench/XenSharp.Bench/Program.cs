@@ -24,16 +24,27 @@ string guest = Path.Combine(repo, "guests", "build", "hvm-hello.elf");
 
 // "resources" runs only the resource-guarantee figures (weights, cap, balloon).
 bool onlyResources = args.Contains("resources");
+// "pvabi" runs only the PV ABI figures (event-channel ping-pong, page-fault exits).
+bool onlyPvAbi = args.Contains("pvabi");
+string pvAbiKernel = Path.Combine(repo, "guests", "build", "pv-abi.elf");
 foreach (var (name, make) in onlyResources ? [] : accels)
 {
     Console.WriteLine($"\n== accelerator {name}");
+    if (onlyPvAbi)
+    {
+        PvAbiBench.Run(make, pvAbiKernel, roundTrips: name == "kvm" ? 20000 : 5000, faults: 2000);
+        continue;
+    }
     Bench.ExitCost(make, iterations: name == "kvm" ? 20000 : 200000);
     if (File.Exists(guest)) Bench.CreateToFirstByte(make, guest, runs: 20);
     else Console.WriteLine($"create-to-first-byte: skipped ({guest} not built: make -C guests)");
     string pvKernel = Path.Combine(repo, "guests", "build", "pv-hostile.elf");
     if (File.Exists(pvKernel)) PvHypercallBench.NullHypercall(make, pvKernel, iterations: name == "kvm" ? 20000 : 200000);
     else Console.WriteLine($"null hypercall: skipped ({pvKernel} not built: make -C guests)");
+    if (File.Exists(pvAbiKernel)) PvAbiBench.Run(make, pvAbiKernel, roundTrips: name == "kvm" ? 20000 : 5000, faults: 2000);
+    else Console.WriteLine($"PV ABI figures: skipped ({pvAbiKernel} not built: make -C guests)");
 }
+if (onlyPvAbi) return 0;
 if (kvmUsable && !onlyResources) Bench.CompareWithCProbes(repo);
 Console.WriteLine($"\n== resource guarantees ({accels[0].Name})");
 ResourceBench.Run(accels[0].Make, repo, seconds: 10);

@@ -75,6 +75,9 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
     }
     public ulong LastExceptionCr2 { get; private set; }
 
+    /// <summary>The guest enabled VMASST_TYPE_writable_pagetables (Linux does in xen_pvmmu_arch_setup): only then are its writes to its own L1 tables emulated, as Xen's pv_ro_page_fault.</summary>
+    private bool WritablePageTables => (Services.VmAssist & (1UL << (int)Vmasst.TypeWritablePagetables)) != 0;
+
     public PvPlatform(Domain domain, PvDomainState services, HypervisorArea area, PvMmu mmu)
     {
         _domain = domain;
@@ -86,6 +89,7 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         services.MachphysMapping = new XenMachphysMapping { VStart = area.M2pStart, VEnd = area.M2pEnd, MaxMfn = area.MaxMfn };
         services.ValidateInitialContext = ValidateInitialContext;
         mmu.IsSpecialFrame = EnsureSpecialMapped;
+        mmu.DescriptorPageUnmapped = DropLdtShadowsOf;
         RegisterCpuHypercalls(services.Hypercalls);
     }
 
@@ -215,7 +219,14 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         switch (vector)
         {
             case X86.VectorPf:
-                if (st.KernelMode && (err & 3) == 3 && TryEmulatePtWrite(vcpu, st, ref ctx, cr2)) break;
+                if (InLdtShadow(vcpu.Id, cr2))
+                {
+                    // The CPU read a descriptor of an LDT page not shadowed yet: map it and retry, or give the guest
+                    // the #PF at the LDT's own address.
+                    if (TryMapLdtShadow(vcpu.Id, st, cr2, out ulong ldtVa)) break;
+                    cr2 = ldtVa;
+                }
+                else if (st.KernelMode && (err & 3) == 3 && WritablePageTables && TryEmulatePtWrite(vcpu, st, ref ctx, cr2)) break;
                 st.VirtualCr2 = cr2;
                 st.WriteCr2(cr2);
                 err = (err & ~4UL) | (st.KernelMode ? 0 : 4UL);

@@ -24,7 +24,8 @@ public sealed class HypervisorArea : IDisposable
     public ulong M2pEnd { get; }
     public ulong MaxMfn => RamFrames - 1;
 
-    private readonly ulong _l3Hv, _l2Hv, _l1Gdt0, _l1Misc, _l1Vcpu0, _l3M2p, _l2M2p, _l3Dm, _l2Dm0;
+    private readonly ulong _l3Hv, _l2Hv, _l1Gdt0, _l1Misc, _l1Vcpu0, _l3M2p, _l2M2p, _l3Dm, _l2Dm0, _l1Ldt0;
+    private readonly int _ldtL1s;
     private readonly ulong _idt, _stubs, _zero, _gdtRes0, _vcpuBlocks0, _m2p;
     private readonly int _dmGiB;
 
@@ -46,6 +47,8 @@ public sealed class HypervisorArea : IDisposable
         int ramGiB = (int)((ramBytes + (1UL << 30) - 1) >> 30);
         _dmGiB = ramGiB;
         _l2Dm0 = Alloc((ulong)ramGiB + 1); // RAM GiBs, then the GiB holding this area
+        _ldtL1s = (maxVcpus * PvLayout.LdtPages + 511) / 512;
+        _l1Ldt0 = Alloc((ulong)_ldtL1s);
         _idt = Alloc(1); _stubs = Alloc(PvLayout.StubPages); _zero = Alloc(1);
         _gdtRes0 = Alloc((ulong)maxVcpus);
         _vcpuBlocks0 = Alloc((ulong)maxVcpus * PvLayout.VcpuBlockPages);
@@ -75,6 +78,9 @@ public sealed class HypervisorArea : IDisposable
         Set(_l2Hv, (int)(PvLayout.MiscOffset >> 21), FrameGpa(_l1Misc) | Table);
         int vcpuL1s = (int)(_l3M2p - _l1Vcpu0);
         for (int i = 0; i < vcpuL1s; i++) Set(_l2Hv, (int)(PvLayout.VcpuRegionOffset >> 21) + i, FrameGpa(_l1Vcpu0 + (ulong)i) | Table);
+
+        // Shadow LDTs: empty until the guest's LDT pages are mapped on first use.
+        for (int i = 0; i < _ldtL1s; i++) Set(_l2Hv, (int)(PvLayout.LdtRegionOffset >> 21) + i, FrameGpa(_l1Ldt0 + (ulong)i) | Table);
 
         // Misc page table: IDT (ring 0, read-only), stubs (user-executable, read-only), doorbell (user, no memory).
         Set(_l1Misc, 0, FrameGpa(_idt) | P | A);
@@ -189,6 +195,17 @@ public sealed class HypervisorArea : IDisposable
         ulong f = GdtL1Frame(v, page, out int idx);
         return FrameGpa(f) + (ulong)idx * 8;
     }
+
+    /// <summary>Guest-physical address of the L1 entry mapping shadow-LDT page <paramref name="page"/> of vCPU <paramref name="v"/>.</summary>
+    public ulong LdtPteGpa(int v, int page)
+    {
+        int slot = v * PvLayout.LdtPages + page;
+        return FrameGpa(_l1Ldt0 + (ulong)(slot / 512)) + (ulong)(slot % 512) * 8;
+    }
+
+    /// <summary>Entry <paramref name="index"/> of vCPU <paramref name="v"/>'s reserved GDT page (selector 0xe000 + index*8).</summary>
+    public ulong ReservedGdtEntry(int v, int index) => Memory.ReadUInt64(((_gdtRes0 + (ulong)v) << 12) + (ulong)index * 8);
+    public void SetReservedGdtEntry(int v, int index, ulong value) => Memory.WriteUInt64(((_gdtRes0 + (ulong)v) << 12) + (ulong)index * 8, value);
 
     public ulong GdtPteValue(ulong? guestFrame) => (guestFrame is ulong f ? f << 12 : FrameGpa(_zero)) | P | RW | A | D;
 

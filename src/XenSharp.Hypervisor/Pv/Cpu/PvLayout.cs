@@ -22,6 +22,14 @@ public static class PvLayout
     public const ulong GdtStride = 0x10000;
     public static ulong GdtVa(int vcpu) => HvBase + GdtRegionOffset + (ulong)vcpu * GdtStride;
 
+    /// <summary>Per-vCPU shadow LDT: 16 pages (8192 descriptors), the guest's LDT frames mapped on first use as Xen does.</summary>
+    public const ulong LdtRegionOffset = 0x200_0000;
+    public const ulong LdtStride = 0x10000;
+    public const int LdtPages = 16;
+    public static ulong LdtVa(int vcpu) => HvBase + LdtRegionOffset + (ulong)vcpu * LdtStride;
+    /// <summary>Index of the LDT system descriptor (16 bytes) in Xen's reserved GDT page: selector 0xe050.</summary>
+    public const int LdtReservedIndex = 10;
+
     /// <summary>Shared pages: IDT, stub code, doorbell.</summary>
     public const ulong MiscOffset = 0x80_0000;
     public static readonly ulong IdtVa = HvBase + MiscOffset;

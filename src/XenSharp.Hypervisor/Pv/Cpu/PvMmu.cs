@@ -77,6 +77,9 @@ public sealed class PvMmu
         _writable = new int[Frames];
     }
 
+    /// <summary>Called (under the MMU lock) when an L1 entry mapping an in-use descriptor page is removed or replaced.</summary>
+    public Action<ulong, IPtWriter>? DescriptorPageUnmapped { get; set; }
+
     /// <summary>Whether an MFN above RAM is a hypervisor page the guest may map (and makes it reachable).</summary>
     public Func<ulong, bool> IsSpecialFrame { get; set; }
 
@@ -130,6 +133,9 @@ public sealed class PvMmu
         ulong mfn = (e & AddrMask) >> 12;
         if (level == 1)
         {
+            // A mapping of an in-use descriptor page goes away: a shadow LDT made from it may be stale (Xen's
+            // put_page_from_l1e invalidates the shadow LDT here).
+            if (mfn < Frames && _type[mfn] == PageType.SegDesc && _typeRefs[mfn] > 0) DescriptorPageUnmapped?.Invoke(mfn, w);
             if (mfn < Frames && (e & Rw) != 0 && _writable[mfn] > 0) _writable[mfn]--;
             return;
         }

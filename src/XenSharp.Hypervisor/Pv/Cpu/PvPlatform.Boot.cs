@@ -106,7 +106,55 @@ public sealed partial class PvPlatform
             R8 = u.R8, R9 = u.R9, R10 = u.R10, R11 = u.R11, R12 = u.R12, R13 = u.R13, R14 = u.R14, R15 = u.R15,
             Rip = u.Rip, Rflags = (u.Rflags & 0x3f7fd5 & ~(X86.RflagsIopl | X86.RflagsVm)) | X86.RflagsIf | X86.RflagsReserved1,
         };
+        // The LDT and the data selectors of the context, loaded as Xen's load_segments would on the first switch to this
+        // vCPU: a selector that does not load becomes null, and the vCPU starts in its failsafe callback instead.
+        ulong ldtEnts = c.LdtEnts, ldtBase = ldtEnts != 0 ? c.LdtBase : 0;
+        if ((ldtBase & 0xfff) == 0 && ldtEnts <= 8192 && (ldtBase < (1UL << 47) || ldtBase >= X86_64Layout.HypervisorVirtEnd))
+        {
+            st.LdtBase = ldtBase;
+            st.LdtEntries = (int)ldtEnts;
+            LoadLdt(vcpu.Id, st);
+        }
+        string? bad = LoadDataSelectors(vcpu, st, u.Ds, u.Es, u.Fs, u.Gs, c.FsBase, c.GsBaseKernel);
+        bad ??= CheckReturnFrame(vcpu.Id, st, ctx);
+        if (bad is not null) Traps.Failsafe(st, ref ctx, u.Ds, u.Es, u.Fs, u.Gs, $"VCPUOP_initialise context of vcpu{vcpu.Id}: {bad}");
         st.AtRing0 = true;
         st.PendingResume = ctx;
+    }
+
+    /// <summary>
+    /// Loads DS/ES/FS/GS of a new context into the vCPU (FS/GS keep the context's 64-bit bases when set). Returns why
+    /// one did not load (that one is loaded null), or null.
+    /// </summary>
+    private string? LoadDataSelectors(VirtualCpu vcpu, PvVcpuState st, ushort ds, ushort es, ushort fs, ushort gs, ulong fsBase, ulong gsBase)
+    {
+        if (((ds | es | fs | gs) & 0xfffc) == 0) return null;
+        var s = vcpu.Cpu.GetSpecialRegisters();
+        string? bad = null;
+        SegmentRegister Load(ushort sel, SegmentRegister current, ulong baseOverride)
+        {
+            if ((sel & 0xfffc) == 0) return current;
+            if (!DataSelectorLoads(vcpu.Id, st, sel, out ulong d))
+            {
+                bad ??= $"selector 0x{sel:x} does not load";
+                return new SegmentRegister { Unusable = 1, Base = current.Base };
+            }
+            uint limit = (uint)(d & 0xffff) | (uint)((d >> 32) & 0xf0000);
+            bool g = ((d >> 55) & 1) != 0;
+            return new SegmentRegister
+            {
+                Selector = sel,
+                Base = baseOverride != 0 ? baseOverride : ((d >> 16) & 0xffffff) | (((d >> 56) & 0xff) << 24),
+                Limit = g ? (limit << 12) | 0xfff : limit,
+                Type = (byte)((d >> 40) & 0xf), S = 1, Dpl = (byte)((d >> 45) & 3), Present = 1,
+                Avl = (byte)((d >> 52) & 1), L = (byte)((d >> 53) & 1), Db = (byte)((d >> 54) & 1), G = (byte)(g ? 1 : 0),
+            };
+        }
+        s.Ds = Load(ds, s.Ds, 0);
+        s.Es = Load(es, s.Es, 0);
+        s.Fs = Load(fs, s.Fs, fsBase);
+        s.Gs = Load(gs, s.Gs, gsBase);
+        vcpu.Cpu.SetSpecialRegisters(s);
+        return bad;
     }
 }

@@ -24,7 +24,14 @@ public sealed partial class PvPlatform
         R(Hypercall.MmuUpdate, "mmu_update", (p, c) => p.MmuUpdate(c));
         R(Hypercall.SetGdt, "set_gdt", (p, c) => p.SetGdt(c));
         R(Hypercall.StackSwitch, "stack_switch", (p, c) => { c.State.KernelSs = c.A1; c.State.KernelSp = c.A2; return 0; });
-        R(Hypercall.SetCallbacks, "set_callbacks", (p, c) => { c.State.EventCallback = c.A1; c.State.FailsafeCallback = c.A2; c.State.SyscallCallback = c.A3; return 0; });
+        R(Hypercall.SetCallbacks, "set_callbacks", (p, c) =>
+        {
+            // As Xen's do_set_callbacks: failsafe without, syscall with CALLBACKF_mask_events.
+            var st = c.State;
+            st.EventCallback = c.A1; st.FailsafeCallback = c.A2; st.SyscallCallback = c.A3;
+            st.FailsafeDisablesEvents = false; st.SyscallDisablesEvents = true;
+            return 0;
+        });
         R(Hypercall.FpuTaskswitch, "fpu_taskswitch", (p, c) => { c.State.VirtualTs = c.A1 != 0; return 0; });
         R(Hypercall.SetDebugreg, "set_debugreg", (p, c) => p.SetDebugreg(c));
         R(Hypercall.GetDebugreg, "get_debugreg", (p, c) => c.A1 < 8 ? (long)c.State.DebugRegs[c.A1] : EINVAL);
@@ -212,10 +219,7 @@ public sealed partial class PvPlatform
             case MmuExt.FlushCacheGlobal:
                 return 0;
             case MmuExt.SetLdt:
-                if ((arg1 & 0xfff) != 0 || arg2 > 8192) return EINVAL;
-                st.LdtBase = arg1;
-                st.LdtEntries = (int)arg2;
-                return 0;
+                return SetLdt(c.Vcpu, st, w, arg1, arg2);
             case MmuExt.ClearPage:
             case MmuExt.CopyPage:
             {
@@ -294,6 +298,7 @@ public sealed partial class PvPlatform
     {
         if (c.InMulticall) return EINVAL;
         Traps.Iret(c.State, ref c.Context);
+        FailsafeIfUnenterable(c.Vcpu, c.State, ref c.Context);
         return 0;
     }
 

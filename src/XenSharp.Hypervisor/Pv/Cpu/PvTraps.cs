@@ -40,7 +40,7 @@ public sealed class PvTraps(GuestPageWalker walker)
     /// RCX, R11, [error code], RIP, CS (saved upcall mask in bits 32-39), RFLAGS (IF = !mask), RSP, SS.
     /// </summary>
     public void Bounce(PvVcpuState st, ref GuestContext ctx, ulong handler, ulong? errorCode, bool maskEvents,
-        ushort? frameCs = null, ushort? frameSs = null)
+        ushort? frameCs = null, ushort? frameSs = null, ushort[]? failsafeSegs = null)
     {
         if (handler == 0) throw new PvCrashException("no handler registered for a bounce");
         byte oldMask = st.EvtchnUpcallMask ? (byte)1 : (byte)0;
@@ -63,6 +63,7 @@ public sealed class PvTraps(GuestPageWalker walker)
             throw new PvCrashException($"bounce stack 0x{rsp:x} lies in the hypervisor hole");
         ulong rflags = (ctx.Regs.Rflags & ~X86.RflagsIf) | (oldMask == 0 ? X86.RflagsIf : 0);
         var words = new List<ulong> { ctx.Regs.Rcx, ctx.Regs.R11 };
+        if (failsafeSegs is not null) foreach (var sel in failsafeSegs) words.Add(sel); // DS, ES, FS, GS
         if (errorCode is ulong ec) words.Add(ec);
         words.AddRange(new[] { ctx.Regs.Rip, cs | ((ulong)oldMask << 32), rflags, ctx.Regs.Rsp, ss });
         ulong frame = rsp - (ulong)words.Count * 8;
@@ -87,6 +88,19 @@ public sealed class PvTraps(GuestPageWalker walker)
         if (t.Address == 0) throw new PvCrashException($"unhandled trap {vector} (no trap table entry) at rip 0x{ctx.Regs.Rip:x} err {errorCode?.ToString("x") ?? "-"}");
         st.ExceptionCount++;
         Bounce(st, ref ctx, t.Address, X86.HasErrorCode(vector) ? errorCode ?? 0 : null, t.MasksEvents);
+    }
+
+    /// <summary>
+    /// Xen's failsafe callback: returning to the guest failed on its segment state (a frame whose CS/SS/RIP the CPU
+    /// would refuse, or a data selector that does not load). The guest gets, from the new rsp upward, RCX, R11, the
+    /// selector values DS, ES, FS, GS (<paramref name="segs"/>), then RIP, CS, RFLAGS, RSP, SS of the context that
+    /// could not be entered. No failsafe callback registered: the domain is crashed (Xen's bad bounce IP).
+    /// </summary>
+    public void Failsafe(PvVcpuState st, ref GuestContext ctx, ushort ds, ushort es, ushort fs, ushort gs, string why)
+    {
+        if (st.FailsafeCallback == 0) throw new PvCrashException($"{why}, and no failsafe callback is registered");
+        st.FailsafeCount++;
+        Bounce(st, ref ctx, st.FailsafeCallback, null, st.FailsafeDisablesEvents, failsafeSegs: new[] { ds, es, fs, gs });
     }
 
     /// <summary>Delivers a pending event to the event callback if the mask allows. Returns whether it did.</summary>

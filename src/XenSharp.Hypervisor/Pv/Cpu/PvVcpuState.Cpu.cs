@@ -29,6 +29,8 @@ public sealed partial class PvVcpuState
     public int GdtEntries;
     public ulong LdtBase;
     public int LdtEntries;
+    /// <summary>Guest frames mapped in this vCPU's shadow LDT (each holds a descriptor-page type reference).</summary>
+    public readonly ulong?[] LdtShadow = new ulong?[PvLayout.LdtPages];
 
     /// <summary>The CS/SS the guest runs with now (Xen does not know user selectors otherwise).</summary>
     public ushort CurrentCs = PvLayout.Ring3Cs64, CurrentSs = PvLayout.Ring3Ds;
@@ -43,7 +45,7 @@ public sealed partial class PvVcpuState
     public bool ContextReplaced;
 
 
-    public long HypercallCount, ExceptionCount, UpcallCount;
+    public long HypercallCount, ExceptionCount, UpcallCount, FailsafeCount;
 }
 
 /// <summary>A trap_info entry: flags bits 0-1 DPL, bit 2 "interrupt gate" (mask events).</summary>

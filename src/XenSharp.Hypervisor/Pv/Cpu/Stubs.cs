@@ -14,7 +14,7 @@ public static class CommandPage
     public const int Entries = 0x80, EntrySize = 24;
     public const int Capacity = (4096 - Entries) / EntrySize;
 
-    public const ulong OpStore = 0, OpInvlpg = 1, OpLoadCr3 = 2, OpWrmsr = 3, OpFlushAll = 4, OpMore = 5;
+    public const ulong OpStore = 0, OpInvlpg = 1, OpLoadCr3 = 2, OpWrmsr = 3, OpFlushAll = 4, OpMore = 5, OpLldt = 6;
 }
 
 /// <summary>
@@ -55,7 +55,7 @@ public sealed class Stubs
         var syscall = a.CreateLabel(); var syscall32 = a.CreateLabel(); var sysenter = a.CreateLabel();
         var resume = a.CreateLabel(); var enter0 = a.CreateLabel();
         var loop = a.CreateLabel(); var next = a.CreateLabel(); var done = a.CreateLabel(); var refused = a.CreateLabel();
-        var n1 = a.CreateLabel(); var n2 = a.CreateLabel(); var n3 = a.CreateLabel(); var n4 = a.CreateLabel(); var n5 = a.CreateLabel();
+        var n1 = a.CreateLabel(); var n2 = a.CreateLabel(); var n3 = a.CreateLabel(); var n4 = a.CreateLabel(); var n5 = a.CreateLabel(); var n6 = a.CreateLabel();
         var exc = new Label[256];
         for (int v = 0; v < 256; v++) exc[v] = a.CreateLabel();
 
@@ -123,9 +123,15 @@ public sealed class Stubs
         a.jmp(next);
         a.Label(ref n5);
         a.cmp(rax, (int)CommandPage.OpMore);
-        a.jne(next);
+        a.jne(n6);
         RingImm(a, PvLayout.DbApplyDone, 0); // the list continues: C# refills the page and re-enters the resume stub
         a.ud2();
+        a.Label(ref n6);
+        a.cmp(rax, (int)CommandPage.OpLldt);
+        a.jne(next);
+        a.mov(eax, __dword_ptr[rsi + 8]);
+        a.lldt(ax);
+        a.jmp(next);
         a.Label(ref next);
         a.add(rsi, CommandPage.EntrySize);
         a.dec(rcx);
