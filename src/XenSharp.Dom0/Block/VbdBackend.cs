@@ -198,7 +198,7 @@ public sealed class VbdBackend : XenbusBackend
                     ring.ReqCons++;
                     short status = Handle(in req);
                     if (status != Blkif.RspOkay) Interlocked.Increment(ref Stats.Errors);
-                    ring.WriteResponse(new BlkifResponse { Id = req.Id, Operation = req.Operation, Status = status });
+                    ring.WriteResponse(new BlkifResponse { Id = req.Id, Operation = ResponseOperation(in req), Status = status });
                     if (ring.PushResponsesAndCheckNotify()) ch.Notify();
                 }
                 more = ring.FinalCheckForRequests(out bool overflow);
@@ -264,6 +264,16 @@ public sealed class VbdBackend : XenbusBackend
     }
 
     /// <summary>BLKIF_OP_INDIRECT: the segments live in granted pages; copy them out once, then do the I/O.</summary>
+    /// <summary>An indirect request is answered with its inner operation (read or write), as Xen's blkback does and as
+    /// Linux's blkfront checks ("response has wrong operation" disables the disk otherwise).</summary>
+    private static byte ResponseOperation(in BlkifRequest req)
+    {
+        if (req.Operation != Blkif.OpIndirect) return req.Operation;
+        var copy = req;
+        return System.Runtime.InteropServices.MemoryMarshal.Read<BlkifRequestIndirect>(
+            System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<BlkifRequest>(in copy))).IndirectOp;
+    }
+
     private short Indirect(in BlkifRequest req)
     {
         var span = System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<BlkifRequest>(in req));
