@@ -39,8 +39,10 @@ public static class DomainStoreLayout
             xs.Write($"{dom}/control/shutdown", "", tx);
             xs.Write($"{dom}/control/platform-feature-multiprocessor-suspend", "1", tx);
             xs.Write($"{dom}/control/platform-feature-xs_reset_watches", "1", tx);
+            // The configured count, not how each vCPU starts: a PV guest's secondary vCPUs start down and the guest
+            // brings up those its hot-plug watcher finds "online" here (vcpus=), leaving the rest up to maxvcpus.
             foreach (var v in domain.Vcpus)
-                xs.Write($"{dom}/cpu/{v.Id}/availability", v.StartsOnline ? "online" : "offline", tx);
+                xs.Write($"{dom}/cpu/{v.Id}/availability", v.Id < plan.Config.Vcpus ? "online" : "offline", tx);
             if (rings is not null)
             {
                 xs.Write($"{dom}/store/ring-ref", rings.StoreMfn.ToString(CultureInfo.InvariantCulture), tx);

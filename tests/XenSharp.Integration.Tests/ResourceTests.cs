@@ -70,10 +70,13 @@ public sealed class ResourceTests : IClassFixture<XldFixture>
         Skip.IfNot(File.Exists(kernel), $"{kernel} is not built (run make -C guests)");
         var cfg = Path.Combine(_xld.Directory, "vs-pv.cfg");
         // The test kernel blocks in its event loop (reason 9 is not a shutdown it knows), so the domain stays up.
-        File.WriteAllText(cfg, $"name=\"vs-pv\"\ntype=\"pv\"\nkernel=\"{kernel}\"\nextra=\"reason=0\"\nmemory=32\nvcpus=1\nmaxvcpus=3\non_poweroff=\"preserve\"\n");
+        File.WriteAllText(cfg, $"name=\"vs-pv\"\ntype=\"pv\"\nkernel=\"{kernel}\"\nextra=\"reason=0\"\nmemory=32\nvcpus=2\nmaxvcpus=3\non_poweroff=\"preserve\"\n");
         Assert.Equal(0, _xld.Xl("create", "-p", cfg).ExitCode);
         string id = _xld.DomainId("vs-pv");
         string Avail(int n) => _xld.Xl("xenstore-read", $"/local/domain/{id}/cpu/{n}/availability").Stdout.Trim();
+        // vcpus=2: the second vCPU is online for the guest to bring up, though PV secondaries start down.
+        Assert.Equal(["online", "online", "offline"], new[] { Avail(0), Avail(1), Avail(2) });
+        Assert.Equal(0, _xld.Xl("vcpu-set", "vs-pv", "1").ExitCode);
         Assert.Equal(["online", "offline", "offline"], new[] { Avail(0), Avail(1), Avail(2) });
         Assert.Equal(0, _xld.Xl("vcpu-set", "vs-pv", "3").ExitCode);
         Assert.Equal(["online", "online", "online"], new[] { Avail(0), Avail(1), Avail(2) });
