@@ -79,8 +79,11 @@ public sealed class DebianGuestTests : IClassFixture<XldFixture>
         using var bridge = HostBridge.Create("xsdb", 233);
         string disk = Path.Combine(_xld.Directory, "debian-root.ext4");
         File.Copy(Rootfs, disk, overwrite: true);
-        string guestIp = bridge.Guest(2);
-        Create("deb-boot", $"xs.root=/dev/xvda xs.write=1 xs.ip={guestIp}/24 xs.ping={bridge.HostAddress} xs.end=poweroff",
+        string guestIp = bridge.Guest(2), peerIp = bridge.Guest(3);
+        // A second Debian guest on the same switch, answering pings from its shell.
+        Create("deb-peer", $"xs.ip={peerIp}/24", $"memory=128\nvcpus=1\nvif=[ \"mac=00:16:3e:44:00:03,bridge={bridge.Name}\" ]");
+        WaitConsole("deb-peer", "XENSHARP-INIT done");
+        Create("deb-boot", $"xs.root=/dev/xvda xs.write=1 xs.ip={guestIp}/24 xs.ping={bridge.HostAddress},{peerIp} xs.end=poweroff",
             $"memory=256\nvcpus=2\ndisk=[ \"{disk},raw,xvda,rw\" ]\nvif=[ \"mac=00:16:3e:44:00:02,bridge={bridge.Name}\" ]\non_poweroff=\"preserve\"");
         WaitConsole("deb-boot", "XENSHARP-INIT done", mayStop: true);
         XldFixture.WaitUntil(() => Row("deb-boot") is { Length: > 4 } r && r[4] == "---s--", TimeSpan.FromSeconds(60), () => _xld.Xl("list").Stdout + _xld.ConsoleLog("deb-boot"));
@@ -95,6 +98,8 @@ public sealed class DebianGuestTests : IClassFixture<XldFixture>
         Assert.Contains("XENSHARP-WRITE ok", log);
         Assert.Matches($@"XENSHARP-NET eth0 {Regex.Escape(guestIp)}/24 00:16:3e:44:00:02", log);
         Assert.Contains($"XENSHARP-PING ok {bridge.HostAddress}", log);
+        Assert.Contains($"XENSHARP-PING ok {peerIp}", log);
+        Assert.Equal(0, _xld.Xl("destroy", "deb-peer").ExitCode);
         Assert.Matches("reboot: (Power down|System halted)", log); // halt when the kernel has no pm_power_off; both end in SHUTDOWN_poweroff
         Assert.Contains("reason poweroff", _xld.Xl("dmesg").Stdout);
         Assert.Equal(0, _xld.Xl("destroy", "deb-boot").ExitCode);
