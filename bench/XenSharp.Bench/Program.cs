@@ -15,6 +15,11 @@ if (args.Contains("pv-devices"))
     PvDeviceBench.Run(repo);
     return 0;
 }
+if (args.Contains("linux"))
+{
+    LinuxBootBench.Run(repo);
+    return 0;
+}
 var accels = new List<(string Name, Func<IAccelerator> Make)>();
 var (kvmUsable, kvmReason) = KvmAccelerator.Probe();
 if (kvmUsable) accels.Add(("kvm", () => new KvmAccelerator()));
@@ -49,6 +54,7 @@ if (kvmUsable && !onlyResources) Bench.CompareWithCProbes(repo);
 Console.WriteLine($"\n== resource guarantees ({accels[0].Name})");
 ResourceBench.Run(accels[0].Make, repo, seconds: 10);
 if (!onlyResources) PvDeviceBench.Run(repo);
+if (!onlyResources) LinuxBootBench.Run(repo);
 return 0;
 
 static class Bench

@@ -26,7 +26,7 @@ static partial class PvDeviceBench
             if (!File.Exists(f)) { Console.WriteLine($"PV devices: skipped ({f} not built: bench/run.sh builds it)"); return; }
         if (Environment.UserName != "root") { Console.WriteLine("PV devices: skipped (xld needs root)"); return; }
         Console.WriteLine("\n== PV devices (xld with the PV test kernel's frontends)");
-        using var d = new Daemon(xld, xl, repo);
+        using var d = new BenchDaemon(xld, xl, repo);
         try
         {
             Disk(d, kernel);
@@ -39,7 +39,7 @@ static partial class PvDeviceBench
         }
     }
 
-    private static string Cfg(Daemon d, string name, string kernel, string extra, string settings)
+    private static string Cfg(BenchDaemon d, string name, string kernel, string extra, string settings)
     {
         var path = Path.Combine(d.Dir, name + ".cfg");
         File.WriteAllText(path, $"name=\"{name}\"\ntype=\"pv\"\nkernel=\"{kernel}\"\nextra=\"reason=0 xenbus {extra}\"\nmemory=32\nvcpus=2\n{settings}\n");
@@ -49,7 +49,7 @@ static partial class PvDeviceBench
     [GeneratedRegex(@"PVTEST blkbench (\w+) bytes=(\d+) requests=(\d+) ns=(\d+) errors=(\d+)")]
     private static partial Regex BlkLine();
 
-    private static void Disk(Daemon d, string kernel)
+    private static void Disk(BenchDaemon d, string kernel)
     {
         const int mib = 64, iops = 2000;
         string img = Path.Combine(d.Dir, "bench.img");
@@ -135,7 +135,7 @@ static partial class PvDeviceBench
     [GeneratedRegex(@"PVTEST ping [\d.]+ replies=(\d+)/(\d+) rtt_us min=(\d+) avg=(\d+) max=(\d+)")]
     private static partial Regex PingLine();
 
-    private static void Ping(Daemon d, string kernel)
+    private static void Ping(BenchDaemon d, string kernel)
     {
         const int count = 100;
         d.Create(Cfg(d, "bench-net1", kernel, "ip=10.233.0.1", "vif = [ \"mac=00:16:3e:5b:00:01,bridge=xsbench\" ]"));
@@ -163,7 +163,7 @@ static partial class PvDeviceBench
     [GeneratedRegex(@"PVTEST xsbench ops=(\d+) ns=(\d+)")]
     private static partial Regex XsLine();
 
-    private static void Xenstore(Daemon d, string kernel)
+    private static void Xenstore(BenchDaemon d, string kernel)
     {
         const int n = 5000;
         d.Create(Cfg(d, "bench-xs", kernel, $"xsbench={n}", "on_poweroff=\"destroy\""));
@@ -209,95 +209,5 @@ static partial class PvDeviceBench
             if (Rpc(2, node + "\0").TrimEnd('\0') != v) throw new InvalidOperationException("xenstored read back a different value");
         }
         return 2 * n / sw.Elapsed.TotalSeconds;
-    }
-
-    /// <summary>An xld of the bench's own, as the integration tests' fixture starts it.</summary>
-    private sealed class Daemon : IDisposable
-    {
-        private readonly Process _p;
-        private readonly string _xl, _repo;
-        private readonly string _cgroup = $"xensharp-bench-{Environment.ProcessId}";
-        public string Dir { get; } = Path.Combine(Path.GetTempPath(), $"xensharp-bench-{Environment.ProcessId}");
-        public string Socket => Path.Combine(Dir, "xld.sock");
-        public string XenstoredSocket => Path.Combine(Dir, "xenstored.sock");
-
-        public Daemon(string xld, string xl, string repo)
-        {
-            _xl = xl;
-            _repo = repo;
-            Directory.CreateDirectory(Dir);
-            var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
-            foreach (var a in new[] { xld, "--socket", Socket, "--state-dir", Path.Combine(Dir, "state"), "--log-dir", Path.Combine(Dir, "log"),
-                         "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--xenstored-socket", XenstoredSocket, "--cgroup", _cgroup })
-                psi.ArgumentList.Add(a);
-            _p = Process.Start(psi)!;
-            _p.OutputDataReceived += (_, _) => { };
-            _p.ErrorDataReceived += (_, _) => { };
-            _p.BeginOutputReadLine();
-            _p.BeginErrorReadLine();
-            var end = DateTime.UtcNow.AddSeconds(30);
-            while (!File.Exists(Socket) || !File.Exists(XenstoredSocket))
-            {
-                if (_p.HasExited || DateTime.UtcNow > end) throw new InvalidOperationException("xld did not start");
-                Thread.Sleep(20);
-            }
-        }
-
-        public string Xl(params string[] args)
-        {
-            var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true, WorkingDirectory = _repo };
-            psi.ArgumentList.Add(_xl);
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            psi.Environment["XENSHARP_XLD_SOCKET"] = Socket;
-            using var p = Process.Start(psi)!;
-            string o = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            if (p.ExitCode != 0) throw new InvalidOperationException($"xl {string.Join(' ', args)}: {o.Trim()}");
-            return o;
-        }
-
-        public void Create(string cfg) => Xl("create", cfg);
-
-        public string Console(string name)
-        {
-            var path = Path.Combine(Dir, "log", "console", $"guest-{name}.log");
-            if (!File.Exists(path)) return "";
-            using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            return new StreamReader(f).ReadToEnd();
-        }
-
-        public string WaitConsole(string name, string text, TimeSpan timeout)
-        {
-            var end = DateTime.UtcNow + timeout;
-            string log;
-            while (!(log = Console(name)).Contains(text))
-            {
-                if (DateTime.UtcNow > end) throw new TimeoutException($"{name} did not print \"{text}\":\n{log}");
-                Thread.Sleep(50);
-            }
-            return log;
-        }
-
-        public void WaitGone(string name)
-        {
-            var end = DateTime.UtcNow.AddSeconds(60);
-            while (Xl("list").Split('\n').Any(l => l.StartsWith(name + " ", StringComparison.Ordinal)) && DateTime.UtcNow < end) Thread.Sleep(50);
-        }
-
-        public void Dispose()
-        {
-            if (!_p.HasExited)
-            {
-                kill(_p.Id, 15);
-                if (!_p.WaitForExit(20000)) _p.Kill(true);
-            }
-            _p.Dispose();
-            try { Directory.Delete(Dir, true); } catch (IOException) { }
-            foreach (var root in new[] { "/sys/fs/cgroup/cpu", "/sys/fs/cgroup", "/sys/fs/cgroup/unified" })
-                try { Directory.Delete(Path.Combine(root, _cgroup)); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-        }
-
-        [DllImport("libc")]
-        private static extern int kill(int pid, int sig);
     }
 }
