@@ -7,6 +7,7 @@ cd "$root"
 
 bash scripts/setup.sh
 bash scripts/build.sh
+bash scripts/guest-images.sh   # Debian cloud kernel, its xen-blkfront/netfront modules, busybox initramfs, ext4 root
 
 work=$(mktemp -d /tmp/xensharp-demo.XXXXXX)
 export XENSHARP_XLD_SOCKET="$work/xld.sock"
@@ -60,6 +61,30 @@ say "its xenstore nodes (xl xenstore-ls)"
 pv_id=$(bin/xl list pv-test | awk 'NR==2 {print $2}')
 bin/xl xenstore-ls "/local/domain/$pv_id" | head -n 20
 bin/xl destroy pv-test
+
+say "xl create: Debian's stock cloud kernel as a PV guest (2 vCPUs, its root on xen-blkfront); ~30 s on the software CPU"
+cp .cache/guest-images/rootfs.ext4 "$work/debian-root.ext4"
+cat > "$work/debian.cfg" <<EOF
+name = "debian"
+type = "pv"
+kernel = "$root/.cache/guest-images/vmlinuz-cloud"
+ramdisk = "$root/.cache/guest-images/initrd.cpio.gz"
+extra = "console=hvc0 cryptomgr.notests xs.root=/dev/xvda xs.write=1 xs.mem=1"
+memory = 256
+vcpus = 2
+disk = [ "$work/debian-root.ext4,raw,xvda,rw" ]
+EOF
+bin/xl create "$work/debian.cfg"
+for _ in $(seq 1 1800); do grep -q "XENSHARP-INIT done" "$work/log/console/guest-debian.log" 2>/dev/null && break; sleep 0.1; done
+grep -E "Linux version|Booting kernel on Xen|xen:balloon|blkfront|EXT4-fs|Run /init|XENSHARP" "$work/log/console/guest-debian.log"
+bin/xl list debian
+
+say "talking to Debian's busybox shell on xl console"
+printf 'uname -a; grep -c ^processor /proc/cpuinfo; cat /xensharp-guest-wrote\r\035' | bin/xl console debian >/dev/null || true
+sleep 2; tail -n 5 "$work/log/console/guest-debian.log"; echo
+
+say "xl shutdown -w debian (control/shutdown, then the kernel's orderly poweroff)"
+bin/xl shutdown -w debian
 
 say "xl pause / unpause hvm-2"
 bin/xl pause hvm-2; bin/xl list hvm-2; bin/xl unpause hvm-2
