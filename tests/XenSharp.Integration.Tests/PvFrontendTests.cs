@@ -120,49 +120,25 @@ public sealed class PvFrontendTests : IClassFixture<XldFixture>
         }
     }
 
-    private static (int Exit, string Output) Run(string file, string args)
-    {
-        var psi = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        using var p = Process.Start(psi)!;
-        string o = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, o.Trim());
-    }
-
     [SkippableFact]
     public void TheHostPingsAGuestThroughATapUplink()
     {
-        Skip.IfNot(File.Exists("/dev/net/tun"), "no /dev/net/tun on this host: xld cannot make a TAP uplink");
-        Skip.IfNot(Environment.UserName == "root", "creating a Linux bridge and a TAP device needs root");
         // xld enslaves its TAP uplink to the Linux bridge named by vif bridge=; the host's address lives on the bridge.
-        int n = Environment.ProcessId % 200 + 20;
-        string br = $"xsbt{Environment.ProcessId % 100000}";
-        string host = $"10.232.{n}.254", guest = $"10.232.{n}.5";
-        var add = Run("ip", $"link add {br} type bridge");
-        Skip.If(add.Exit != 0, $"cannot create a Linux bridge here: {add.Output}");
-        try
-        {
-            var addr = Run("ip", $"addr add {host}/24 dev {br}");
-            Assert.True(addr.Exit == 0, addr.Output);
-            Assert.Equal(0, Run("ip", $"link set {br} up").Exit);
-            Create("fe-tap", $"ip={guest} ping={host} count=3 arpwait=90", $"vif = [ \"bridge={br}\" ]");
-            WaitConsole("fe-tap", "PVTEST serving");
-            string? noUplink = File.ReadAllLines(Path.Combine(_xld.LogDirectory, "xld.log")).FirstOrDefault(l => l.Contains($"switch {br}: no TAP uplink"));
-            Skip.If(noUplink is not null, $"xld made no TAP uplink: {noUplink}");
-            // The guest reached the host's stack through the TAP ...
-            Assert.Matches($@"PVTEST ping {Regex.Escape(host)} replies=3/3 rtt_us", _xld.ConsoleLog("fe-tap"));
-            // ... and the host's ICMP echo requests reach the guest, which answers.
-            using var ping = new Ping();
-            int replies = 0;
-            for (int i = 0; i < 3; i++)
-                if (ping.Send(guest, 5000).Status == IPStatus.Success) replies++;
-            Assert.Equal(3, replies);
-            Assert.Equal(0, _xld.Xl("destroy", "fe-tap").ExitCode);
-        }
-        finally
-        {
-            Run("ip", $"link del {br}");
-        }
+        using var bridge = HostBridge.Create("xsbt", 232);
+        string host = bridge.HostAddress, guest = bridge.Guest(5);
+        Create("fe-tap", $"ip={guest} ping={host} count=3 arpwait=90", $"vif = [ \"bridge={bridge.Name}\" ]");
+        WaitConsole("fe-tap", "PVTEST serving");
+        string? noUplink = File.ReadAllLines(Path.Combine(_xld.LogDirectory, "xld.log")).FirstOrDefault(l => l.Contains($"switch {bridge.Name}: no TAP uplink"));
+        Skip.If(noUplink is not null, $"xld made no TAP uplink: {noUplink}");
+        // The guest reached the host's stack through the TAP ...
+        Assert.Matches($@"PVTEST ping {Regex.Escape(host)} replies=3/3 rtt_us", _xld.ConsoleLog("fe-tap"));
+        // ... and the host's ICMP echo requests reach the guest, which answers.
+        using var ping = new Ping();
+        int replies = 0;
+        for (int i = 0; i < 3; i++)
+            if (ping.Send(guest, 5000).Status == IPStatus.Success) replies++;
+        Assert.Equal(3, replies);
+        Assert.Equal(0, _xld.Xl("destroy", "fe-tap").ExitCode);
     }
 
     [SkippableFact]
