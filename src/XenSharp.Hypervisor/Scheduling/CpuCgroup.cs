@@ -24,11 +24,25 @@ public abstract class CpuCgroup
 
     public virtual void RemoveDomain(uint domid)
     {
+        string path = DomainPath(domid);
+        if (TryRemove(path)) return;
+        // A joined vCPU thread can stay in the group's tasks for a moment while the kernel finishes its exit, and
+        // rmdir says EBUSY until then: retry off the caller's thread for a while (the next xld start cleans the rest).
+        _ = Task.Run(async () =>
+        {
+            for (int i = 0; i < 50 && !TryRemove(path); i++) await Task.Delay(100);
+        });
+    }
+
+    private static bool TryRemove(string path)
+    {
         try
         {
-            Directory.Delete(DomainPath(domid));
+            Directory.Delete(path);
+            return true;
         }
-        catch (IOException) { } // Still has threads (they exit later) or already gone; the next xld start cleans it.
+        catch (DirectoryNotFoundException) { return true; }
+        catch (IOException) { return false; }
     }
 
     /// <summary>Finds a writable CPU controller, or returns null with the reason.</summary>
