@@ -10,23 +10,7 @@ namespace XenSharp.Hypervisor.Tests.PvCpu;
 /// <summary>The PV ABI bench guest (guests/pv-abi, built with gcc through guests/Makefile), run on the emulator.</summary>
 public sealed class PvAbiGuestTests(ITestOutputHelper output)
 {
-    private static readonly Lazy<byte[]?> Kernel = new(BuildKernel);
-
-    private static byte[]? BuildKernel()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "guests", "Makefile"))) dir = dir.Parent;
-        if (dir is null) return null;
-        var guests = Path.Combine(dir.FullName, "guests");
-        try
-        {
-            var p = Process.Start(new ProcessStartInfo("make", $"-C {guests} build/pv-abi.elf") { RedirectStandardOutput = true, RedirectStandardError = true })!;
-            p.WaitForExit(120_000);
-        }
-        catch (System.ComponentModel.Win32Exception) { }
-        var elf = Path.Combine(guests, "build", "pv-abi.elf");
-        return File.Exists(elf) ? File.ReadAllBytes(elf) : null;
-    }
+    private static readonly Lazy<byte[]?> Kernel = new(() => TestGuests.Build("build/pv-abi.elf", "pv-abi.elf"));
 
     private byte[] Image => Kernel.Value ?? throw new InvalidOperationException("guests/build/pv-abi.elf could not be built (gcc and make are needed)");
 

@@ -7,23 +7,7 @@ namespace XenSharp.Hypervisor.Tests.PvCpu;
 /// <summary>The C test kernel in guests/pv (built with gcc through guests/Makefile), run on the emulator.</summary>
 public sealed class PvTestKernelTests(ITestOutputHelper output)
 {
-    private static readonly Lazy<byte[]?> Kernel = new(BuildKernel);
-
-    private static byte[]? BuildKernel()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "guests", "Makefile"))) dir = dir.Parent;
-        if (dir is null) return null;
-        var guests = Path.Combine(dir.FullName, "guests");
-        try
-        {
-            var p = Process.Start(new ProcessStartInfo("make", $"-C {guests} pv") { RedirectStandardOutput = true, RedirectStandardError = true })!;
-            p.WaitForExit(120_000);
-        }
-        catch (System.ComponentModel.Win32Exception) { }
-        var elf = Path.Combine(guests, "build", "pv-test.elf");
-        return File.Exists(elf) ? File.ReadAllBytes(elf) : null;
-    }
+    private static readonly Lazy<byte[]?> Kernel = new(() => TestGuests.Build("pv", "pv-test.elf"));
 
     private PvGuestHarness Run(string cmdline, out bool done)
     {
