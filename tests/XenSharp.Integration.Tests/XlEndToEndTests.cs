@@ -104,7 +104,10 @@ public sealed class XlEndToEndTests : IClassFixture<XldFixture>
         WaitForConsole("e2e-crash", "ready");
         _xld.Type("e2e-crash", "crash\r");
         XldFixture.WaitUntil(() => ListRow("e2e-crash") is { Length: > 4 } row && row[4] == "----c-", GuestTimeout, () => Ok("list").Stdout);
-        Assert.Contains("triple fault", Ok("dmesg").Stdout);
+        // Hardware and the software CPU triple-fault; under PVM the guest's ring-0 code runs in KVM's instruction
+        // emulator, which gives up on the same fault with an internal error. Either way the domain alone is crashed.
+        bool pvm = System.Text.RegularExpressions.Regex.IsMatch(Ok("info").Stdout, @"accelerator\s+: kvm") && System.IO.Directory.Exists("/sys/module/kvm_pvm");
+        Assert.Contains(pvm ? "instruction emulation failed" : "triple fault", Ok("dmesg").Stdout);
         Ok("destroy", "e2e-crash");
         Assert.Empty(ListRow("e2e-crash"));
     }

@@ -323,7 +323,15 @@ public sealed class KvmGuestTests(ITestOutputHelper output)
         Assert.Throws<ObjectDisposedException>(() => vcpu.GetRegisters());
         vcpu.Kick(); // harmless after dispose
     }
+}
 
+/// <summary>Counts this process's fds: it must run with no other test opening or closing any at the same time.</summary>
+[CollectionDefinition(nameof(FdCountingTests), DisableParallelization = true)]
+public sealed class FdCountingCollection;
+
+[Collection(nameof(FdCountingTests))]
+public sealed class FdCountingTests
+{
     [SkippableFact]
     public void No_fd_or_mapping_leaks_over_100_create_run_dispose_cycles()
     {

@@ -176,11 +176,12 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
                 return ContinueCommands(vcpu, st);
             case PvLayout.DbResumeRefused:
             {
-                // The guest itself executed int 0xfe: the int frame is on the ring-0 stack.
+                // The guest itself jumped to the ring-0 entry's ud2 (nothing armed): it gets the #UD it executed.
                 st.AtRing0 = true;
                 var ctx = ReadRing0Frame(vcpu, regs, 0, out _);
-                ctx.Regs.Rip -= 2;
-                Traps.BounceException(st, ref ctx, X86.VectorGp, ((ulong)PvLayout.ResumeVector << 3) | 2);
+                if ((ctx.Cs & 3) != 3) throw new PvCrashException($"resume stub refused at ring 0 (rip 0x{ctx.Regs.Rip:x})");
+                Interlocked.Increment(ref ExceptionCounts[X86.VectorUd]);
+                Traps.BounceException(st, ref ctx, X86.VectorUd, null);
                 st.PendingResume = ctx;
                 return ExitAction.Continue;
             }

@@ -14,9 +14,9 @@ public sealed class PvAbiGuestTests(ITestOutputHelper output)
 
     private byte[] Image => Kernel.Value ?? throw new InvalidOperationException("guests/build/pv-abi.elf could not be built (gcc and make are needed)");
 
-    private Dictionary<string, long> RunToPoweroff(string cmdline)
+    private Dictionary<string, long> RunToPoweroff(string accel, string cmdline)
     {
-        using var h = new PvGuestHarness(Image, vcpus: 1, memMiB: 32, cmdline: cmdline);
+        using var h = new PvGuestHarness(accel, Image, vcpus: 1, memMiB: 32, cmdline: cmdline);
         bool done = h.Run(TimeSpan.FromSeconds(60));
         output.WriteLine($"{cmdline}: {h.Log}");
         Assert.True(done, $"{cmdline}: guest did not shut down");
@@ -28,12 +28,12 @@ public sealed class PvAbiGuestTests(ITestOutputHelper output)
     /// A Linux-style fault path (#PF → handler → update_va_mapping → HYPERVISOR_iret) costs three exits per fault:
     /// the #PF, the hypercall and the iret, as the perf counters of pf=N against pfprep=N show.
     /// </summary>
-    [Fact]
-    public void PageFaultPathCostsThreeExitsPerFault()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void PageFaultPathCostsThreeExitsPerFault(string accel)
     {
         const int n = 64;
-        var prep = RunToPoweroff($"pfprep={n}");
-        var pf = RunToPoweroff($"pf={n}");
+        var prep = RunToPoweroff(accel, $"pfprep={n}");
+        var pf = RunToPoweroff(accel, $"pf={n}");
         long D(string k) => pf.GetValueOrDefault(k) - prep.GetValueOrDefault(k);
         foreach (var kv in pf) output.WriteLine($"{kv.Key} {kv.Value} (+{D(kv.Key)})");
         Assert.Equal(3 * n, D("exits"));
@@ -43,11 +43,11 @@ public sealed class PvAbiGuestTests(ITestOutputHelper output)
     }
 
     /// <summary>Two domains joined by an interdomain channel: ping sends N times, pong's upcall answers each.</summary>
-    [Fact]
-    public void EventChannelPingPongBetweenTwoDomains()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void EventChannelPingPongBetweenTwoDomains(string accel)
     {
         const int n = 50;
-        using var hv = new XenHypervisor(new XenSharp.Emu.EmuAccelerator(), new HostMemory(8UL << 30, 0));
+        using var hv = new XenHypervisor(PvAccelerators.Create(accel), new HostMemory(8UL << 30, 0));
         var a = hv.CreateDomain(new DomainCreateSpec("ping", DomainType.Pv, 32 << 20, 32 << 20, 1, 1));
         var b = hv.CreateDomain(new DomainCreateSpec("pong", DomainType.Pv, 32 << 20, 32 << 20, 1, 1));
         var pa = PvDomainSetup.Compose(a, 1, Image, $"ping={n}");

@@ -33,7 +33,7 @@ public sealed class StubTests
     [Theory]
     [InlineData(14, true)]
     [InlineData(13, true)]
-    [InlineData(6, false)]
+    [InlineData(0, false)]
     [InlineData(3, false)]
     public void ExceptionStubsPushErrorCodeOnlyWhenTheCpuDoesNot(int vector, bool hasErrorCode)
     {
@@ -52,17 +52,35 @@ public sealed class StubTests
     {
         var s = new Stubs(PvLayout.StubVa);
         var ins = DecodeAt(s, s.Resume, 80);
-        Assert.Equal(Mnemonic.Lea, ins[0].Mnemonic);
-        Assert.Equal(Register.RSP, ins[0].MemoryBase);
-        Assert.Equal(Mnemonic.And, ins[1].Mnemonic);
-        Assert.Equal(unchecked((ulong)-(long)PvLayout.VcpuStride), ins[1].GetImmediate(1));
+        Assert.Equal(Mnemonic.Push, ins[0].Mnemonic);
+        Assert.Equal(Register.RDI, ins[0].Op0Register);
+        Assert.Equal(Mnemonic.Mov, ins[1].Mnemonic);
+        Assert.Equal(Register.RSP, ins[1].Op1Register);
+        Assert.Equal(Mnemonic.And, ins[2].Mnemonic);
+        Assert.Equal(unchecked((ulong)-(long)PvLayout.VcpuStride), ins[2].GetImmediate(1));
         Assert.Contains(ins, x => x.Mnemonic == Mnemonic.Iretq);
         Assert.Contains(ins, x => x.Mnemonic == Mnemonic.Invlpg);
         Assert.Contains(ins, x => x.Mnemonic == Mnemonic.Wrmsr);
         Assert.Contains(ins, x => x.Mnemonic == Mnemonic.Mov && x.Op0Register == Register.CR3);
         var enter = DecodeAt(s, s.EnterRing0, 1)[0];
-        Assert.Equal(Mnemonic.Int, enter.Mnemonic);
-        Assert.Equal((ulong)PvLayout.ResumeVector, enter.GetImmediate(0));
+        Assert.Equal(Mnemonic.Ud2, enter.Mnemonic);
+    }
+
+    [Fact]
+    public void TheUdEntryTakesOnlyTheRing0EntrysUd2ToTheResumeStub()
+    {
+        var s = new Stubs(PvLayout.StubVa);
+        var ins = DecodeAt(s, s.ExceptionEntry[X86.VectorUd], 7);
+        Assert.Equal(Mnemonic.Push, ins[0].Mnemonic);
+        Assert.Equal(Mnemonic.Lea, ins[1].Mnemonic);
+        Assert.Equal(s.EnterRing0, ins[1].IPRelativeMemoryAddress);
+        Assert.Equal(Mnemonic.Cmp, ins[2].Mnemonic);
+        Assert.Equal(8L, (long)ins[2].MemoryDisplacement64);
+        Assert.Equal(Mnemonic.Pop, ins[3].Mnemonic);
+        Assert.Equal(Mnemonic.Jne, ins[4].Mnemonic);
+        Assert.Equal(Mnemonic.Jmp, ins[5].Mnemonic);
+        Assert.Equal(s.Resume, ins[5].NearBranchTarget);
+        Assert.Equal(ins[6].IP, ins[4].NearBranchTarget);
     }
 
     [Fact]

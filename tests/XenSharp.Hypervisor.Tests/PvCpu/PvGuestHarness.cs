@@ -5,7 +5,28 @@ using XenSharp.Hypervisor.Tests.Pv;
 
 namespace XenSharp.Hypervisor.Tests.PvCpu;
 
-/// <summary>Runs a tiny PV kernel (Iced-assembled code in a synthetic Xen ELF) on the emulator, through the whole PV stack.</summary>
+/// <summary>Runs a tiny PV kernel (Iced-assembled code in a synthetic Xen ELF) through the whole PV stack, on the given accelerator.</summary>
+/// <summary>
+/// The accelerators every PV guest test runs on: the software CPU always, KVM wherever /dev/kvm answers (skipped with
+/// KVM's reason elsewhere). On a PVM host KVM runs the guest kernel natively at CPL3 and enters our stubs at CPL3.
+/// </summary>
+public sealed class PvAccelerators : TheoryData<string>
+{
+    public PvAccelerators() { Add("emu"); Add("kvm"); }
+
+    private static readonly Lazy<(bool Usable, string Reason)> Kvm = new(() => XenSharp.Kvm.KvmAccelerator.Probe());
+
+    /// <summary>PVM (a KVM back end without hardware virtualization) serves /dev/kvm here.</summary>
+    public static bool IsPvm => Directory.Exists("/sys/module/kvm_pvm");
+
+    public static XenSharp.Accel.IAccelerator Create(string accel)
+    {
+        if (accel == "emu") return new XenSharp.Emu.EmuAccelerator();
+        Skip.IfNot(Kvm.Value.Usable, $"KVM is not usable here: {Kvm.Value.Reason}");
+        return new XenSharp.Kvm.KvmAccelerator();
+    }
+}
+
 internal sealed class PvGuestHarness : IDisposable
 {
     public XenHypervisor Hypervisor { get; }
@@ -14,15 +35,15 @@ internal sealed class PvGuestHarness : IDisposable
     private readonly ManualResetEventSlim _shutdown = new();
 
     /// <summary>Runs a kernel image file (ELF or bzImage).</summary>
-    public PvGuestHarness(byte[] kernel, int vcpus, ulong memMiB, string cmdline)
+    public PvGuestHarness(string accel, byte[] kernel, int vcpus, ulong memMiB, string cmdline)
     {
-        Hypervisor = new XenHypervisor(new XenSharp.Emu.EmuAccelerator(), new HostMemory(8UL << 30, 0));
+        Hypervisor = new XenHypervisor(PvAccelerators.Create(accel), new HostMemory(8UL << 30, 0));
         Hypervisor.DomainShutdown += d => _shutdown.Set();
         Domain = Hypervisor.CreateDomain(new DomainCreateSpec("pvtest", DomainType.Pv, memMiB << 20, memMiB << 20, vcpus, vcpus));
         Parts = PvDomainSetup.Compose(Domain, vcpus, kernel, cmdline);
     }
 
-    public PvGuestHarness(Action<Assembler> code, int vcpus = 1, ulong memMiB = 64, string cmdline = "")
+    public PvGuestHarness(string accel, Action<Assembler> code, int vcpus = 1, ulong memMiB = 64, string cmdline = "")
     {
         var elf = TestElf.Linux();
         var a = new Assembler(64);
@@ -33,7 +54,7 @@ internal sealed class PvGuestHarness : IDisposable
         if (bytes.Length > elf.Text.Length - 0x40) throw new InvalidOperationException("guest code too large");
         Array.Clear(elf.Text);
         bytes.CopyTo(elf.Text, 0x40);
-        Hypervisor = new XenHypervisor(new XenSharp.Emu.EmuAccelerator(), new HostMemory(8UL << 30, 0));
+        Hypervisor = new XenHypervisor(PvAccelerators.Create(accel), new HostMemory(8UL << 30, 0));
         Hypervisor.DomainShutdown += d => _shutdown.Set();
         Domain = Hypervisor.CreateDomain(new DomainCreateSpec("pvtest", DomainType.Pv, memMiB << 20, memMiB << 20, vcpus, vcpus));
         Parts = PvDomainSetup.Compose(Domain, vcpus, elf.Build(), cmdline);

@@ -9,10 +9,10 @@ public sealed class PvGuestTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
-    [Fact]
-    public void ConsoleWriteAndShutdown()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void ConsoleWriteAndShutdown(string accel)
     {
-        using var h = new PvGuestHarness(a =>
+        using var h = new PvGuestHarness(accel, a =>
         {
             var msg = a.CreateLabel();
             var start = a.CreateLabel();
@@ -40,10 +40,10 @@ public sealed class PvGuestFeatureTests(ITestOutputHelper output)
     /// multicall, update_va_mapping of shared_info (a special frame), a trap table and a #PF it handles itself (cr2
     /// from vcpu_info, error code, iret), and an event-channel loopback delivered as an upcall.
     /// </summary>
-    [Fact]
-    public void TrapsEventsAndEmulation()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void TrapsEventsAndEmulation(string accel)
     {
-        using var h = new PvGuestHarness(a =>
+        using var h = new PvGuestHarness(accel, a =>
         {
             var ok = a.CreateLabel(); var bad = a.CreateLabel(); var start = a.CreateLabel();
             var table = a.CreateLabel(); var pf = a.CreateLabel(); var ev = a.CreateLabel(); var mc = a.CreateLabel();
@@ -157,10 +157,10 @@ public sealed class PvGuestUserModeTests(ITestOutputHelper output)
     /// update_va_mapping, pins it and installs it with NEW_USER_BASEPTR, registers a syscall callback and a kernel
     /// stack, irets to user mode, and issues a syscall there, which must arrive at the syscall callback in kernel mode.
     /// </summary>
-    [Fact]
-    public void IretToUserAndSyscallBack()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void IretToUserAndSyscallBack(string accel)
     {
-        using var h = new PvGuestHarness(a =>
+        using var h = new PvGuestHarness(accel, a =>
         {
             var ok = a.CreateLabel(); var bad = a.CreateLabel(); var start = a.CreateLabel(); var fail = a.CreateLabel();
             var user = a.CreateLabel(); var sys = a.CreateLabel(); var cb = a.CreateLabel(); var ops = a.CreateLabel();
@@ -231,10 +231,10 @@ public sealed class PvGuestUserModeTests(ITestOutputHelper output)
 public sealed class PvGuestCommandListTests(ITestOutputHelper output)
 {
     /// <summary>400 INVLPG_LOCAL ops in one mmuext_op: more commands than one command page holds, run in chunks.</summary>
-    [Fact]
-    public void LongCommandListsRunInChunks()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void LongCommandListsRunInChunks(string accel)
     {
-        using var h = new PvGuestHarness(a =>
+        using var h = new PvGuestHarness(accel, a =>
         {
             var ok = a.CreateLabel(); var start = a.CreateLabel(); var fill = a.CreateLabel(); var fail = a.CreateLabel();
             a.jmp(start);
@@ -266,11 +266,11 @@ public sealed class PvGuestCommandListTests(ITestOutputHelper output)
 public sealed class PvExitCostTests(ITestOutputHelper output)
 {
     /// <summary>Exits per hypercall: a hypercall costs one exit (the syscall doorbell); its return, including queued page-table work, costs none.</summary>
-    [Fact]
-    public void OneExitPerHypercall()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void OneExitPerHypercall(string accel)
     {
         const int n = 2000;
-        using var h = new PvGuestHarness(a =>
+        using var h = new PvGuestHarness(accel, a =>
         {
             var loop = a.CreateLabel();
             a.mov(r12d, n);

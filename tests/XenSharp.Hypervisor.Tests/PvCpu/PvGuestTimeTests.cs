@@ -20,10 +20,10 @@ public sealed class PvGuestTimeTests(ITestOutputHelper output)
     /// hypervisor's system time: when the emulator's RDTSC counted in other units than the published pvclock, the guest's
     /// "now" was far from the hypervisor's, its deadline was never reached and the vCPU stayed blocked forever.
     /// </summary>
-    [Fact]
-    public void SingleshotTimerAtPvclockTimeWakesBlockedVcpu()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void SingleshotTimerAtPvclockTimeWakesBlockedVcpu(string accel)
     {
-        using var h = new PvGuestHarness(a =>
+        using var h = new PvGuestHarness(accel, a =>
         {
             var ok = a.CreateLabel(); var bad = a.CreateLabel(); var start = a.CreateLabel(); var fail = a.CreateLabel();
             var ev = a.CreateLabel(); var cb = a.CreateLabel(); var virq = a.CreateLabel(); var timer = a.CreateLabel();

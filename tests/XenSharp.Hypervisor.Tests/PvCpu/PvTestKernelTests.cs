@@ -9,11 +9,11 @@ public sealed class PvTestKernelTests(ITestOutputHelper output)
 {
     private static readonly Lazy<byte[]?> Kernel = new(() => TestGuests.Build("pv", "pv-test.elf"));
 
-    private PvGuestHarness Run(string cmdline, out bool done)
+    private PvGuestHarness Run(string accel, string cmdline, out bool done)
     {
         var k = Kernel.Value;
         Assert.True(k is not null, "guests/build/pv-test.elf could not be built (gcc and make are needed)");
-        var h = new PvGuestHarness(k!, vcpus: 2, memMiB: 32, cmdline: cmdline);
+        var h = new PvGuestHarness(accel, k!, vcpus: 2, memMiB: 32, cmdline: cmdline);
         var sw = Stopwatch.StartNew();
         done = h.Run(TimeSpan.FromSeconds(60));
         output.WriteLine($"ran {sw.ElapsedMilliseconds} ms; exits v0={h.Domain.Vcpus[0].ExitCount} v1={h.Domain.Vcpus[1].ExitCount}");
@@ -24,10 +24,10 @@ public sealed class PvTestKernelTests(ITestOutputHelper output)
         return h;
     }
 
-    [Fact]
-    public void BootsThroughEveryBehaviourAndShutsDownWithTheGivenReason()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void BootsThroughEveryBehaviourAndShutsDownWithTheGivenReason(string accel)
     {
-        using var h = Run("reason=1", out bool done);
+        using var h = Run(accel, "reason=1", out bool done);
         Assert.True(done, "guest did not shut down");
         foreach (var line in new[] { "PVTEST console ok", "PVTEST pagefault ok", "PVTEST multicall ok", "PVTEST evtchn ok", "PVTEST timer ok, ticks 100", "PVTEST grant ok", "PVTEST vcpu1 up", "PVTEST smp ok", "PVTEST done, shutdown reason 1" })
             Assert.Contains(line, h.Log);
@@ -39,15 +39,15 @@ public sealed class PvTestKernelTests(ITestOutputHelper output)
 /// <summary>Debian's cloud kernel as a PV domU on the emulator: how far it gets (set XENSHARP_LINUX_PROBE=1 to run).</summary>
 public sealed class DebianKernelProbe(ITestOutputHelper output)
 {
-    [SkippableFact]
-    public void BootDebianCloudKernel()
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void BootDebianCloudKernel(string accel)
     {
         Skip.If(Environment.GetEnvironmentVariable("XENSHARP_LINUX_PROBE") != "1",
             "a diagnostic that runs minutes on the software CPU: set XENSHARP_LINUX_PROBE=1 to run it");
         string path = Environment.GetEnvironmentVariable("XENSHARP_LINUX_IMAGE")
             ?? Path.Combine(Core.RepoRoot.Path, ".cache", "guest-images", "vmlinuz-cloud");
         Skip.IfNot(File.Exists(path), $"{path} is missing: run scripts/guest-images.sh");
-        using var h = new PvGuestHarness(File.ReadAllBytes(path), vcpus: 1, memMiB: 256, cmdline: "console=hvc0 earlyprintk=xen loglevel=8");
+        using var h = new PvGuestHarness(accel, File.ReadAllBytes(path), vcpus: 1, memMiB: 256, cmdline: "console=hvc0 earlyprintk=xen loglevel=8");
         var sw = Stopwatch.StartNew();
         bool done = h.Run(TimeSpan.FromSeconds(int.Parse(Environment.GetEnvironmentVariable("XENSHARP_LINUX_SECONDS") ?? "60")));
         output.WriteLine($"done={done} after {sw.ElapsedMilliseconds} ms, exits {h.Domain.Vcpus[0].ExitCount}, reason {h.Domain.ShutdownReason} {h.Domain.CrashDetail}");

@@ -89,11 +89,11 @@ public sealed class HypervisorArea : IDisposable
         Memory.Write(_stubs << 12, Stubs.Code);
 
         // IDT: every vector to its stub, DPL0 (so INT n from the guest raises #GP and C# applies the trap table's DPL),
-        // except int3/into (DPL3) and the resume vector. NMI, #DF and #MC run on IST1.
+        // except int3/into (DPL3). NMI, #DF and #MC run on IST1.
         for (int v = 0; v < 256; v++)
         {
-            ulong target = v == PvLayout.ResumeVector ? Stubs.ResumeFromInt : Stubs.ExceptionEntry[v];
-            int dpl = v is 3 or 4 or PvLayout.ResumeVector ? 3 : 0;
+            ulong target = Stubs.ExceptionEntry[v];
+            int dpl = v is 3 or 4 ? 3 : 0;
             int ist = v is 2 or 8 or 18 ? 1 : 0;
             WriteGate(v, target, dpl, ist);
         }

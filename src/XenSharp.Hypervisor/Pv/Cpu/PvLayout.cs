@@ -55,11 +55,8 @@ public static class PvLayout
     public const ulong DbSyscall = 0x800;      // data = CS at entry (its RPL is the CPL the stub runs at)
     public const ulong DbSyscall32 = 0x808;
     public const ulong DbSysenter = 0x810;
-    public const ulong DbResumeRefused = 0x818; // int 0xfe without an armed command page
+    public const ulong DbResumeRefused = 0x818; // the resume stub entered without an armed command page
     public const ulong DbApplyDone = 0x820;     // the resume stub finished one page of a longer command list
-
-    /// <summary>Software interrupt vector (DPL3 gate) that takes a CPL3-entered stub to ring 0 for the resume path.</summary>
-    public const int ResumeVector = 0xfe;
 
     // Xen's reserved GDT selectors.
     public const ushort HypervisorCs = 0xe008, HypervisorDs = 0xe010, Ring3Cs32 = 0xe023, Ring3Ds = 0xe02b, Ring3Cs64 = 0xe033, TssSelector = 0xe040, LdtSelector = 0xe050, PerCpuSelector = 0xe060;

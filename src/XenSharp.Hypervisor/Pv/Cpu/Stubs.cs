@@ -31,8 +31,7 @@ public sealed class Stubs
     public ulong Syscall32Entry { get; private set; }
     public ulong SysenterEntry { get; private set; }
     public ulong Resume { get; private set; }
-    public ulong ResumeFromInt { get; private set; }
-    /// <summary>An <c>int 0xfe</c> instruction: from CPL3 it reaches the resume stub at ring 0.</summary>
+    /// <summary>A <c>ud2</c> that the #UD entry turns into the resume stub: how a CPL3-entered stub reaches ring 0.</summary>
     public ulong EnterRing0 { get; private set; }
     public ulong[] ExceptionEntry { get; } = new ulong[256];
 
@@ -69,13 +68,15 @@ public sealed class Stubs
         a.Label(ref sysenter);
         RingCs(a, PvLayout.DbSysenter);
         a.ud2();
+        // From CPL3 (PVM) to the resume stub at ring 0: a #UD here, recognised by the #UD entry below. A software
+        // interrupt would do on VT-x/AMD-V, but PVM turns INT n at CPL3 into #UD; an exception reaches the IDT on both.
         a.Label(ref enter0);
-        a.@int(PvLayout.ResumeVector);
         a.ud2();
 
         // Resume: find this vCPU's command page from the ring-0 stack pointer (never from a guest register).
         a.Label(ref resume);
-        a.lea(rdi, __[rsp - 8]);
+        a.push(rdi); // kept for a refused entry: C# then sees the guest's registers unchanged
+        a.mov(rdi, rsp);
         a.and(rdi, -(int)PvLayout.VcpuStride);
         a.add(rdi, (int)PvLayout.CommandPage);
         a.cmp(__qword_ptr[rdi + CommandPage.Armed], 1);
@@ -145,13 +146,27 @@ public sealed class Stubs
         a.mov(rdi, __qword_ptr[rdi + CommandPage.SaveRdi]);
         a.iretq();
         a.Label(ref refused);
-        RingImm(a, PvLayout.DbResumeRefused, PvLayout.ResumeVector);
+        a.pop(rdi);
+        RingImm(a, PvLayout.DbResumeRefused, 0);
         a.ud2();
 
         // Exception and interrupt entries (ring 0 through the IDT): frame on the TSS stack, then [rsp] = rax, [rsp+8] = error code.
         for (int v = 0; v < 256; v++)
         {
             a.Label(ref exc[v]);
+            if (v == X86.VectorUd)
+            {
+                // The ud2 at enter0 asks for the resume stub; any other #UD is the guest's. Only rax is touched, and
+                // restored, before the resume stub takes over (it finds its page from RSP and discards this frame).
+                var own = a.CreateLabel();
+                a.push(rax);
+                a.lea(rax, __[enter0]);
+                a.cmp(__qword_ptr[rsp + 8], rax);
+                a.pop(rax);
+                a.jne(own);
+                a.jmp(resume);
+                a.Label(ref own);
+            }
             if (!X86.HasErrorCode(v)) a.push(0);
             a.push(rax);
             a.mov(rax, cr2);
@@ -165,7 +180,6 @@ public sealed class Stubs
         Syscall32Entry = result.GetLabelRIP(syscall32);
         SysenterEntry = result.GetLabelRIP(sysenter);
         Resume = result.GetLabelRIP(resume);
-        ResumeFromInt = Resume;
         EnterRing0 = result.GetLabelRIP(enter0);
         for (int v = 0; v < 256; v++) ExceptionEntry[v] = result.GetLabelRIP(exc[v]);
         return w.ToArray();
