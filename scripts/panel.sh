@@ -3,10 +3,10 @@
 #   scripts/panel.sh [--urls http://127.0.0.1:8080] [--Panel:SampleSeconds=10] ...   serve (default)
 #   scripts/panel.sh create-admin NAME            password on stdin (or use the one-time /setup page)
 #   scripts/panel.sh create-token USER NAME [read|write|admin]
-#   scripts/panel.sh backup FILE                  online backup of the SQLite database
+#   scripts/panel.sh backup FILE                  online backup (SQLite copy, or pg_dump for PostgreSQL)
 #   scripts/panel.sh demo                         private xld with its HTTP API + the panel wired to it
-# The database is panel.db in the current directory unless PANEL_DB names another file; for another engine
-# pass --ConnectionStrings:Panel=... (SQLite only today; see src/XenSharp.Panel/README.md).
+# The database is panel.db in the current directory unless PANEL_DB names another file. For PostgreSQL set
+# PANEL_CONNECTION="Host=…;Database=…;Username=…;Password=…" or pass --ConnectionStrings:Panel=… (src/XenSharp.Panel/README.md).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 config="${CONFIGURATION:-Release}"
@@ -49,8 +49,10 @@ if [[ "${1:-}" == demo ]]; then
   exit 0
 fi
 
-db="${PANEL_DB:-$PWD/panel.db}"
+conn="${PANEL_CONNECTION:-Data Source=${PANEL_DB:-$PWD/panel.db}}"
 cmd=()
 if [[ $# -gt 0 && "$1" != --* ]]; then cmd=("$1"); shift; fi
 if [[ ${#cmd[@]} -eq 0 && " $* " != *" --urls "* ]]; then set -- --urls "${PANEL_URLS:-http://127.0.0.1:8080}" "$@"; fi
-exec dotnet "$dll" "${cmd[@]}" "$@" "--ConnectionStrings:Panel=Data Source=$db"
+# A connection string given on the command line wins (the last --ConnectionStrings:Panel would).
+if [[ " $* " == *" --ConnectionStrings:Panel="* ]]; then exec dotnet "$dll" "${cmd[@]}" "$@"; fi
+exec dotnet "$dll" "${cmd[@]}" "$@" "--ConnectionStrings:Panel=$conn"

@@ -9,6 +9,8 @@ APT_PACKAGES=(
   lz4 xz-utils zstd        # kernel payload formats
   busybox-static cpio e2fsprogs  # guest initramfs and root filesystem images
   chromium                 # the panel's browser tests (driven headless; nothing downloads a browser)
+  postgresql               # the panel's PostgreSQL tests: they initdb a throwaway server of their own on a free
+                           # loopback port, so the package's own cluster (5432), running or not, is never used
 )
 
 missing=()

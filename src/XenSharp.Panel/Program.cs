@@ -16,10 +16,11 @@ var store = new Store(db);
 switch (command)
 {
     case "migrate":
-        Console.WriteLine($"schema at version {Db.Migrations.Length}");
+        Console.WriteLine($"{db.Dialect.Name} schema at version {Db.Migrations.Length}");
         return 0;
     case "backup" when rest.Length == 1:
-        db.Backup(rest[0]);
+        try { db.Backup(rest[0]); }
+        catch (InvalidOperationException e) { Console.Error.WriteLine(e.Message); return 1; }
         Console.WriteLine($"backed up to {rest[0]}");
         return 0;
     case "create-admin" when rest.Length == 1:

@@ -4,34 +4,35 @@ using XenSharp.Panel.Security;
 
 namespace XenSharp.Panel.Tests;
 
-/// <summary>The real panel on Kestrel, 127.0.0.1 and a random port, with its own SQLite file.</summary>
+/// <summary>The real panel on Kestrel, 127.0.0.1 and a random port, with its own fresh database (SQLite by default).</summary>
 public sealed class PanelServer : IAsyncDisposable
 {
     public WebApplication App { get; }
-    public string Directory { get; }
+    public string Directory => _db.Directory;
     public string Url { get; private set; } = "";
     public Store Store { get; }
+    private readonly TestDatabase _db;
 
-    private PanelServer(WebApplication app, string dir)
+    private PanelServer(WebApplication app, TestDatabase db)
     {
         App = app;
-        Directory = dir;
+        _db = db;
         Store = app.Services.GetRequiredService<Store>();
     }
 
-    public static async Task<PanelServer> StartAsync(double sampleSeconds = 1, int loginPerMinute = 1000, bool sampler = true)
+    /// <summary>Throws <see cref="SkipException"/> when <paramref name="kind"/> is PostgreSQL and no server can run here.</summary>
+    public static async Task<PanelServer> StartAsync(double sampleSeconds = 1, int loginPerMinute = 1000, bool sampler = true, DbKind kind = DbKind.Sqlite)
     {
-        var dir = Path.Combine(Path.GetTempPath(), "xsp-panel-" + Guid.NewGuid().ToString("N")[..12]);
-        System.IO.Directory.CreateDirectory(dir);
+        var db = TestDatabase.Create(kind);
         var app = PanelApp.Build([
             "--urls", "http://127.0.0.1:0",
-            $"--ConnectionStrings:Panel=Data Source={dir}/panel.db",
+            $"--ConnectionStrings:Panel={db.ConnectionString}",
             $"--Panel:SampleSeconds={sampleSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}",
             $"--Panel:LoginAttemptsPerMinute={loginPerMinute}",
             $"--Panel:Sampler={sampler}",
             "--Logging:LogLevel:Default=Warning",
         ]);
-        var s = new PanelServer(app, dir);
+        var s = new PanelServer(app, db);
         await app.StartAsync();
         s.Url = app.Urls.First().TrimEnd('/');
         return s;
@@ -50,7 +51,6 @@ public sealed class PanelServer : IAsyncDisposable
     {
         await App.StopAsync();
         await App.DisposeAsync();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        try { System.IO.Directory.Delete(Directory, true); } catch (IOException) { }
+        _db.Dispose();
     }
 }

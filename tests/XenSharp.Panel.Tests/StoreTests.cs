@@ -3,17 +3,24 @@ using XenSharp.Panel.Services;
 
 namespace XenSharp.Panel.Tests;
 
-public sealed class StoreTests : IDisposable
+public sealed class SqliteStoreTests() : StoreTests(DbKind.Sqlite);
+
+/// <summary>Skipped, with the reason, where no PostgreSQL server can be started (see <see cref="PgServer"/>).</summary>
+public sealed class PostgresStoreTests() : StoreTests(DbKind.Postgres);
+
+/// <summary>The store's SQL, run against each database (a fresh one per test).</summary>
+public abstract class StoreTests : IDisposable
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "xsp-store-" + Guid.NewGuid().ToString("N")[..10]);
+    private readonly TestDatabase _db;
     private readonly Store _s;
     private readonly long _owner, _host, _tpl;
     private readonly Plan _plan;
 
-    public StoreTests()
+    // A SkipException thrown here reports every test of the class as skipped with its reason.
+    protected StoreTests(DbKind kind)
     {
-        Directory.CreateDirectory(_dir);
-        var db = new Db($"Data Source={_dir}/p.db");
+        _db = TestDatabase.Create(kind);
+        var db = new Db(_db.ConnectionString);
         db.Migrate();
         _s = new Store(db);
         _owner = _s.CreateUser("owner", "x", Roles.Client, "");
@@ -22,7 +29,7 @@ public sealed class StoreTests : IDisposable
         _tpl = _s.CreateTemplate(new OsTemplate(0, "t", "hvm", "/k", "", "", ""));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Addresses_come_from_the_hosts_pool_first_then_a_shared_one_and_are_freed_with_the_vps()
     {
         _s.CreatePool(new IpPool(0, "shared", "198.51.100.0/24", "", "198.51.100.10", "198.51.100.10", null));
@@ -35,7 +42,7 @@ public sealed class StoreTests : IDisposable
         Assert.Equal("192.0.2.1", _s.AllVps().Single(v => v.Id == again).Ip);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Traffic_accounting_adds_counter_deltas_per_month_and_survives_counter_resets_and_panel_restarts()
     {
         var id = _s.CreateVps("traffic", _owner, _host, _plan, _tpl);
@@ -56,7 +63,7 @@ public sealed class StoreTests : IDisposable
         Assert.Equal(new Traffic(month, 5800, 1750), _s.GetTraffic(id, month));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Samples_keep_the_io_counters_and_older_rows_read_back_without_them()
     {
         var id = _s.CreateVps("io", _owner, _host, _plan, _tpl);
@@ -67,7 +74,7 @@ public sealed class StoreTests : IDisposable
         Assert.Equal(new IoCounters(7, 100, 200, 300, 400), samples[1].Io);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Committed_memory_counts_each_vps_at_its_plans_memory_the_most_a_live_resize_may_reach()
     {
         long before = _s.HostCommittedMiB(_host);
@@ -78,11 +85,85 @@ public sealed class StoreTests : IDisposable
         Assert.Equal(before + plan.MemoryMiB, _s.HostCommittedMiB(_host));
     }
 
-    [Fact]
-    public void A_PostgreSQL_connection_string_is_refused_with_the_reason()
+    [SkippableFact]
+    public void Usernames_are_unique_and_found_regardless_of_case_other_names_are_case_sensitive()
     {
-        var e = Assert.Throws<ArgumentException>(() => new Db("Host=db.example;Database=panel;Username=panel;Password=x"));
-        Assert.Contains("SQLite only", e.Message);
+        var id = _s.CreateUser("Carol", "x", Roles.Client, "");
+        Assert.Equal(id, _s.FindUser("cAROL")?.Id);
+        Assert.ThrowsAny<System.Data.Common.DbException>(() => _s.CreateUser("CAROL", "x", Roles.Client, ""));
+        _s.CreateHost("H1", "http://127.0.0.1:9", "t", false); // "h1" exists: host names compare exactly
+        Assert.Equal(["H1", "h1"], _s.ListHosts().Select(h => h.Name).Order(StringComparer.Ordinal));
+    }
+
+    [SkippableFact]
+    public void Times_round_trip_as_utc_and_old_samples_are_pruned()
+    {
+        var before = DateTime.UtcNow.AddSeconds(-1);
+        var user = _s.GetUser(_owner)!;
+        Assert.Equal(DateTimeKind.Utc, user.CreatedAt.Kind);
+        Assert.InRange(user.CreatedAt, before, DateTime.UtcNow.AddSeconds(1));
+        _s.RecordLoginFailure(_owner, 1, TimeSpan.FromMinutes(15));
+        Assert.InRange(_s.GetUser(_owner)!.LockedUntil!.Value, before.AddMinutes(15), DateTime.UtcNow.AddMinutes(15).AddSeconds(1));
+        var id = _s.CreateVps("prune", _owner, _host, _plan, _tpl);
+        _s.AddSamples([(id, 1.0, 64L, true)]);
+        _s.PruneSamples(before);
+        Assert.Single(_s.Samples(id, 10));
+        _s.PruneSamples(DateTime.UtcNow.AddSeconds(1));
+        Assert.Empty(_s.Samples(id, 10));
+    }
+
+    [SkippableFact]
+    public void Samples_come_back_in_insertion_order_the_newest_last()
+    {
+        var id = _s.CreateVps("order", _owner, _host, _plan, _tpl);
+        for (var i = 0; i < 5; i++) _s.AddSamples([(id, i, 64L, true)]);
+        Assert.Equal([2.0, 3.0, 4.0], _s.Samples(id, 3).Select(x => x.CpuSeconds));
+    }
+
+    [SkippableFact]
+    public void The_vps_filter_matches_names_ignoring_case_like_sqlite_does()
+    {
+        var admin = new User(0, "", "", Roles.Admin, "", null, false, 0, null, false, DateTime.UtcNow);
+        _s.CreateVps("WebOne", _owner, _host, _plan, _tpl);
+        _s.CreateVps("db-two", _owner, _host, _plan, _tpl);
+        var (items, total) = _s.PageVps(admin, "name", false, 1, 10, "webo");
+        Assert.Equal(1, total);
+        Assert.Equal("WebOne", items.Single().Name);
+        Assert.Equal(2, _s.PageVps(admin, "name", false, 1, 10, null).Total);
+    }
+
+    public void Dispose()
+    {
+        _db.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+public sealed class DatabaseChoiceTests
+{
+    [Fact]
+    public void The_connection_string_picks_the_database_without_connecting()
+    {
+        Assert.IsType<PostgresDialect>(new Db("Host=db.example;Database=panel;Username=panel;Password=x").Dialect);
+        Assert.IsType<PostgresDialect>(new Db("Server=/run/postgresql;Database=panel").Dialect);
+        Assert.IsType<SqliteDialect>(new Db("Data Source=/var/lib/xensharp/panel.db").Dialect);
+    }
+
+    [Fact]
+    public void Every_schema_token_expands_in_both_dialects_and_nothing_is_left_over()
+    {
+        foreach (var d in new SqlDialect[] { new SqliteDialect("Data Source=:memory:"), new PostgresDialect("Host=localhost") })
+            foreach (var step in Db.Migrations)
+                Assert.DoesNotContain("{", d.Expand(step));
+    }
+
+    [Fact]
+    public void Without_pg_dump_the_backup_command_refuses_and_says_what_to_use()
+    {
+        var d = new PostgresDialect("Host=127.0.0.1;Database=panel") { SearchPath = "/nonexistent" };
+        var e = Assert.Throws<InvalidOperationException>(() => d.Backup("/tmp/never-written.dump"));
+        Assert.Contains("pg_dump was not found", e.Message);
+        Assert.Contains("postgresql-client", e.Message);
     }
 
     [Theory]
@@ -94,10 +175,4 @@ public sealed class StoreTests : IDisposable
     [InlineData("::1/128", "::1", "::1", false)]
     public void Pool_ranges_must_lie_in_their_cidr(string cidr, string start, string end, bool ok) =>
         Assert.Equal(ok, IpRange.Validate(cidr, start, end) is null);
-
-    public void Dispose()
-    {
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        try { Directory.Delete(_dir, true); } catch (IOException) { }
-    }
 }
