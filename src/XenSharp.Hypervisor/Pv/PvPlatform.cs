@@ -62,6 +62,9 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
     /// <summary>Syscalls from guest user mode, bounced to the guest kernel (each one an exit here).</summary>
     public long UserSyscalls;
 
+    /// <summary>Returns to the guest by registers alone, without the resume stub (see <see cref="Resume"/>).</summary>
+    public long DirectReturns;
+
     public IEnumerable<PerfCounter> PerfCounters()
     {
         for (int i = 0; i < HypercallCounts.Length; i++)
@@ -69,6 +72,7 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         for (int v = 0; v < ExceptionCounts.Length; v++)
             yield return new PerfCounter($"exception/{X86.VectorName(v)}", Interlocked.Read(ref ExceptionCounts[v]));
         yield return new PerfCounter("syscall/user", Interlocked.Read(ref UserSyscalls));
+        yield return new PerfCounter("resume/direct", Interlocked.Read(ref DirectReturns));
         long upcalls = 0;
         foreach (var v in _domain.Vcpus) if (Services.Vcpu(v.Id) is { } st) upcalls += st.UpcallCount;
         yield return new PerfCounter("event/upcalls", upcalls);
@@ -126,8 +130,12 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
                 case ExitReason.Mmio:
                     if (!exit.IsWrite) vcpu.Cpu.CompleteRead(ulong.MaxValue);
                     throw new PvCrashException($"access to guest-physical 0x{exit.Address:x} with no memory behind it");
+                case ExitReason.Io when exit.IsWrite && exit.Address is PvLayout.DoorbellPortSyscall or PvLayout.DoorbellPortSyscall32 or PvLayout.DoorbellPortSysenter
+                                        && vcpu.Cpu.GetRegisters() is { } at && Area.Stubs.IsSyscallDoorbell(at.Rip, (int)exit.Address):
+                    return SyscallEntered(vcpu, st, at, (int)exit.Address);
                 case ExitReason.Io:
-                    // PVM hands CPL3 port I/O to us instead of raising #GP: a domU owns no ports (reads all-ones, writes dropped).
+                    // A domU owns no ports: reads all-ones, writes dropped (the doorbell ports too, unless the stub rang them).
+                    // Under PVM with the TSS bitmap refusing a port, this comes as #GP instead (PvPlatform.Emulation).
                     if (!exit.IsWrite) vcpu.Cpu.CompleteRead(exit.Size >= 4 ? 0xffffffffUL : (1UL << (exit.Size * 8)) - 1);
                     return ExitAction.Continue;
                 case ExitReason.Halt:
@@ -156,22 +164,6 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         }
         switch (offset)
         {
-            case PvLayout.DbSyscall:
-            case PvLayout.DbSyscall32:
-            {
-                st.AtRing0 = (data & 3) == 0;
-                var ctx = new GuestContext { Regs = regs, Cs = st.CurrentCs, Ss = st.CurrentSs };
-                ctx.Regs.Rip = regs.Rcx;
-                ctx.Regs.Rflags = regs.R11;
-                if (!st.KernelMode)
-                {
-                    Interlocked.Increment(ref UserSyscalls);
-                    Traps.UserSyscall(st, ref ctx, offset == PvLayout.DbSyscall32);
-                    st.PendingResume = ctx;
-                    return ExitAction.Continue;
-                }
-                return DoHypercall(vcpu, st, ctx);
-            }
             case PvLayout.DbApplyDone:
                 return ContinueCommands(vcpu, st);
             case PvLayout.DbResumeRefused:
@@ -188,6 +180,28 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
             default:
                 throw new PvCrashException($"doorbell at unknown offset 0x{offset:x}");
         }
+    }
+
+    /// <summary>
+    /// A syscall stub rang its port: a hypercall from the guest kernel, or a user syscall to bounce to it. The stub runs at
+    /// ring 0 on VT-x/AMD-V and the software CPU, at ring 3 under PVM; the CPU state says which, not the guest.
+    /// </summary>
+    private ExitAction SyscallEntered(VirtualCpu vcpu, PvVcpuState st, in VcpuRegisters regs, int port)
+    {
+        if (port == PvLayout.DoorbellPortSysenter)
+            throw new PvCrashException("sysenter from the guest (no sysenter callback: a 64-bit PV guest uses syscall)");
+        st.AtRing0 = (vcpu.Cpu.GetSpecialRegisters().Cs.Selector & 3) == 0;
+        var ctx = new GuestContext { Regs = regs, Cs = st.CurrentCs, Ss = st.CurrentSs };
+        ctx.Regs.Rip = regs.Rcx;
+        ctx.Regs.Rflags = regs.R11;
+        if (!st.KernelMode)
+        {
+            Interlocked.Increment(ref UserSyscalls);
+            Traps.UserSyscall(st, ref ctx, port == PvLayout.DoorbellPortSyscall32);
+            st.PendingResume = ctx;
+            return ExitAction.Continue;
+        }
+        return DoHypercall(vcpu, st, ctx);
     }
 
     /// <summary>Reads the hardware frame on the ring-0 stack: <paramref name="pushed"/> words pushed by the stub, then rip, cs, rflags, rsp, ss.</summary>
@@ -346,6 +360,17 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
     public void Resume(VirtualCpu vcpu, PvVcpuState st, in GuestContext ctx)
     {
         var cmds = st.Commands;
+        if (!st.AtRing0 && cmds.Count == 0 && ctx.Cs == st.CurrentCs && ctx.Ss == st.CurrentSs)
+        {
+            // The vCPU is at CPL3 already (a stub entered at CPL3, as PVM's syscall does, or guest code that was kicked)
+            // and nothing has to run in guest context: the new registers are the whole return. This skips the ring-0
+            // round trip, which under PVM runs in KVM's instruction emulator.
+            var direct = ctx.Regs;
+            direct.Rflags = (ctx.Regs.Rflags | X86.RflagsIf | X86.RflagsReserved1) & ~X86.RflagsIopl;
+            vcpu.Cpu.SetRegisters(direct);
+            Interlocked.Increment(ref DirectReturns);
+            return;
+        }
         int capacity = CommandPage.Capacity - 1;
         if (cmds.Count > capacity)
         {

@@ -18,16 +18,30 @@ public sealed class StubTests
         return list;
     }
 
-    [Fact]
-    public void SyscallEntryStoresCsToTheDoorbell()
+    [Theory]
+    [InlineData(0, PvLayout.DoorbellPortSyscall)]
+    [InlineData(1, PvLayout.DoorbellPortSyscall32)]
+    [InlineData(2, PvLayout.DoorbellPortSysenter)]
+    public void SyscallEntriesRingTheirPortWithoutWritingARegister(int entry, int port)
     {
         var s = new Stubs(PvLayout.StubVa);
-        var ins = DecodeAt(s, s.SyscallEntry, 2);
-        Assert.Equal(Mnemonic.Mov, ins[0].Mnemonic);
-        Assert.Equal(Register.CS, ins[0].Op1Register);
-        Assert.True(ins[0].IsIPRelativeMemoryOperand);
-        Assert.Equal(PvLayout.DoorbellVa + PvLayout.DbSyscall, ins[0].IPRelativeMemoryAddress);
+        var ins = DecodeAt(s, new[] { s.SyscallEntry, s.Syscall32Entry, s.SysenterEntry }[entry], 2);
+        Assert.Equal(Code.Out_imm8_AL, ins[0].Code); // reads al, writes nothing: every guest register survives
+        Assert.Equal((ulong)port, ins[0].GetImmediate(0));
         Assert.Equal(Mnemonic.Ud2, ins[1].Mnemonic);
+    }
+
+    [Fact]
+    public void TheTssIoBitmapLetsCpl3UseOnlyTheDoorbellPorts()
+    {
+        using var hv = new HypervisorArea(64 << 20, 1);
+        ulong tss = hv.CommandPageOffset(0) - PvLayout.CommandPage + PvLayout.TssPage;
+        Assert.Equal((ushort)PvLayout.IoBitmapOffset, hv.Memory.ReadUInt16(tss + 102));
+        bool Allowed(int port) => port / 8 < PvLayout.IoBitmapBytes && (hv.Memory.ReadByte(tss + PvLayout.IoBitmapOffset + (ulong)(port / 8)) & (1 << (port % 8))) == 0;
+        var allowed = Enumerable.Range(0, 0x10000).Where(Allowed).ToArray();
+        Assert.Equal(new[] { PvLayout.DoorbellPortSyscall, PvLayout.DoorbellPortSyscall32, PvLayout.DoorbellPortSysenter }, allowed);
+        Assert.Equal(0xff, hv.Memory.ReadByte(tss + PvLayout.IoBitmapOffset + PvLayout.IoBitmapBytes)); // terminator, inside the limit
+        Assert.Equal(PvLayout.IoBitmapOffset + PvLayout.IoBitmapBytes, (int)PvLayout.TssLimit);
     }
 
     [Theory]

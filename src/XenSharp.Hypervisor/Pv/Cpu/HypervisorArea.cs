@@ -139,7 +139,7 @@ public sealed class HypervisorArea : IDisposable
         Memory.WriteUInt64(res + 5 * 8, 0x00cff3000000ffffUL);
         Memory.WriteUInt64(res + 6 * 8, 0x00affb000000ffffUL);
         ulong tss = TssVa(v);
-        Memory.WriteUInt64(res + 8 * 8, 0x67UL | ((tss & 0xffffff) << 16) | (0x89UL << 40) | (((tss >> 24) & 0xff) << 56));
+        Memory.WriteUInt64(res + 8 * 8, PvLayout.TssLimit | ((tss & 0xffffff) << 16) | (0x89UL << 40) | (((tss >> 24) & 0xff) << 56));
         Memory.WriteUInt64(res + 9 * 8, tss >> 32);
         Memory.WriteUInt64(res + 12 * 8, ((ulong)v & 0xffff) | (0xf3UL << 40));
 
@@ -153,7 +153,12 @@ public sealed class HypervisorArea : IDisposable
         ulong tssOff = blockFrame << 12;
         Memory.WriteUInt64(tssOff + 4, VcpuBlockVa(v) + PvLayout.StackTop);
         Memory.WriteUInt64(tssOff + 36, VcpuBlockVa(v) + PvLayout.IstTop);
-        Memory.WriteUInt16(tssOff + 102, 104);
+        Memory.WriteUInt16(tssOff + 102, PvLayout.IoBitmapOffset);
+        var bitmap = new byte[PvLayout.IoBitmapBytes + 1];
+        Array.Fill(bitmap, (byte)0xff);
+        foreach (int port in new[] { PvLayout.DoorbellPortSyscall, PvLayout.DoorbellPortSyscall32, PvLayout.DoorbellPortSysenter })
+            bitmap[port / 8] &= (byte)~(1 << (port % 8));
+        Memory.Write(tssOff + PvLayout.IoBitmapOffset, bitmap);
     }
 
     private ulong GdtL1Frame(int v, int page, out int index)
@@ -219,7 +224,7 @@ public sealed class HypervisorArea : IDisposable
         s.Efer = X86.EferSce | X86.EferLme | X86.EferLma | X86.EferNx;
         s.Gdt = new DescriptorTableRegister { Base = PvLayout.GdtVa(v), Limit = 0xffff };
         s.Idt = new DescriptorTableRegister { Base = PvLayout.IdtVa, Limit = 0xfff };
-        s.Tr = new SegmentRegister { Base = TssVa(v), Limit = 0x67, Selector = PvLayout.TssSelector, Type = 11, Present = 1 };
+        s.Tr = new SegmentRegister { Base = TssVa(v), Limit = PvLayout.TssLimit, Selector = PvLayout.TssSelector, Type = 11, Present = 1 };
         s.Ldt = new SegmentRegister { Unusable = 1 };
         s.Cs = ring0 ? SegmentRegister.Code64(PvLayout.HypervisorCs, 0) : SegmentRegister.Code64(PvLayout.Ring3Cs64, 3);
         s.Ss = ring0 ? SegmentRegister.Data(PvLayout.HypervisorDs, 0) : SegmentRegister.Data(PvLayout.Ring3Ds, 3);

@@ -51,10 +51,18 @@ public static class PvLayout
     /// <summary>Guest-physical doorbell page: no memory behind it, so every access is an MMIO exit.</summary>
     public const ulong DoorbellGpa = 0x7E_0000_0000UL;
 
+    /// <summary>
+    /// The syscall entry stubs ring by port I/O: `out imm8, al` reads al and writes no register, so every guest register
+    /// survives, and it needs no memory access, which under PVM is what makes an MMIO doorbell from CPL3 slow (a
+    /// shadow-MMU fault and an emulated store). The TSS I/O bitmap lets CPL3 use exactly these ports; any other port
+    /// stays #GP, as on Xen for a domU.
+    /// </summary>
+    public const int DoorbellPortSyscall = 0xe2, DoorbellPortSyscall32 = 0xe3, DoorbellPortSysenter = 0xe4;
+    /// <summary>TSS I/O bitmap: after the 104-byte TSS, covering ports 0..(8·IoBitmapBytes−1), then the 0xff terminator.</summary>
+    public const int IoBitmapOffset = 104, IoBitmapBytes = (DoorbellPortSysenter / 8) + 1;
+    public const uint TssLimit = IoBitmapOffset + IoBitmapBytes; // includes the terminator byte
+
     // Doorbell offsets: exception vector v rings at v*8 (data = CR2); the rest above 0x800.
-    public const ulong DbSyscall = 0x800;      // data = CS at entry (its RPL is the CPL the stub runs at)
-    public const ulong DbSyscall32 = 0x808;
-    public const ulong DbSysenter = 0x810;
     public const ulong DbResumeRefused = 0x818; // the resume stub entered without an armed command page
     public const ulong DbApplyDone = 0x820;     // the resume stub finished one page of a longer command list
 

@@ -44,7 +44,6 @@ public sealed class Stubs
 
     private static MemoryOperand Db(ulong offset) => new(Register.RIP, unchecked((long)(PvLayout.DoorbellVa + offset)));
 
-    private static void RingCs(Assembler a, ulong offset) => a.AddInstruction(Instruction.Create(Iced.Intel.Code.Mov_rm16_Sreg, Db(offset), Register.CS));
     private static void RingImm(Assembler a, ulong offset, int value) => a.AddInstruction(Instruction.Create(Iced.Intel.Code.Mov_rm64_imm32, Db(offset), value));
     private static void RingRax(Assembler a, ulong offset) => a.AddInstruction(Instruction.Create(Iced.Intel.Code.Mov_rm64_r64, Db(offset), Register.RAX));
 
@@ -58,15 +57,15 @@ public sealed class Stubs
         var exc = new Label[256];
         for (int v = 0; v < 256; v++) exc[v] = a.CreateLabel();
 
-        // syscall from the guest: CPL0 on VT-x/AMD-V and the emulator, CPL3 on PVM. The stored CS says which.
+        // syscall from the guest: CPL0 on VT-x/AMD-V and the emulator, CPL3 on PVM; C# reads which from the CPU state.
         a.Label(ref syscall);
-        RingCs(a, PvLayout.DbSyscall);
+        a.@out(PvLayout.DoorbellPortSyscall, al);
         a.ud2();
         a.Label(ref syscall32);
-        RingCs(a, PvLayout.DbSyscall32);
+        a.@out(PvLayout.DoorbellPortSyscall32, al);
         a.ud2();
         a.Label(ref sysenter);
-        RingCs(a, PvLayout.DbSysenter);
+        a.@out(PvLayout.DoorbellPortSysenter, al);
         a.ud2();
         // From CPL3 (PVM) to the resume stub at ring 0: a #UD here, recognised by the #UD entry below. A software
         // interrupt would do on VT-x/AMD-V, but PVM turns INT n at CPL3 into #UD; an exception reaches the IDT on both.
@@ -184,6 +183,25 @@ public sealed class Stubs
         for (int v = 0; v < 256; v++) ExceptionEntry[v] = result.GetLabelRIP(exc[v]);
         return w.ToArray();
     }
+
+    /// <summary>
+    /// Whether an exit on <paramref name="port"/> at <paramref name="rip"/> is that syscall stub's `out`: RIP is at the
+    /// instruction (VT-x/AMD-V, the software CPU) or just past it (KVM's instruction emulator, which PVM uses at CPL3,
+    /// completes the instruction before the exit). The same port written from anywhere else is the guest's own I/O.
+    /// </summary>
+    public bool IsSyscallDoorbell(ulong rip, int port)
+    {
+        ulong entry = port switch
+        {
+            PvLayout.DoorbellPortSyscall => SyscallEntry,
+            PvLayout.DoorbellPortSyscall32 => Syscall32Entry,
+            PvLayout.DoorbellPortSysenter => SysenterEntry,
+            _ => 0,
+        };
+        return entry != 0 && (rip == entry || rip == entry + OutImm8Length);
+    }
+
+    private const ulong OutImm8Length = 2; // E6 ib
 
     public bool Contains(ulong rip) => rip >= Base && rip < Base + (ulong)Code.Length;
 
