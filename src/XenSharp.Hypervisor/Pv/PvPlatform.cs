@@ -57,6 +57,11 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
 
     /// <summary>Exception exits per vector, and the guest rip of the last one (diagnostics).</summary>
     public long[] ExceptionCounts { get; } = new long[256];
+
+    /// <summary>Port I/O the guest did (emulated for its #GP, or handed to us directly), by port: what a boot probes.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, long> _portAccesses = new();
+
+    internal void CountPortAccess(int port) => _portAccesses.AddOrUpdate(port, 1, (_, n) => n + 1);
     public ulong LastExceptionRip { get; private set; }
 
     /// <summary>Syscalls from guest user mode, bounced to the guest kernel (each one an exit here).</summary>
@@ -73,6 +78,7 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
             yield return new PerfCounter($"exception/{X86.VectorName(v)}", Interlocked.Read(ref ExceptionCounts[v]));
         yield return new PerfCounter("syscall/user", Interlocked.Read(ref UserSyscalls));
         yield return new PerfCounter("resume/direct", Interlocked.Read(ref DirectReturns));
+        foreach (var (port, n) in _portAccesses.OrderBy(kv => kv.Key)) yield return new PerfCounter($"ioport/0x{port:x4}", n);
         long upcalls = 0;
         foreach (var v in _domain.Vcpus) if (Services.Vcpu(v.Id) is { } st) upcalls += st.UpcallCount;
         yield return new PerfCounter("event/upcalls", upcalls);
@@ -134,9 +140,10 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
                                         && vcpu.Cpu.GetRegisters() is { } at && Area.Stubs.IsSyscallDoorbell(at.Rip, (int)exit.Address):
                     return SyscallEntered(vcpu, st, at, (int)exit.Address);
                 case ExitReason.Io:
-                    // A domU owns no ports: reads all-ones, writes dropped (the doorbell ports too, unless the stub rang them).
-                    // Under PVM with the TSS bitmap refusing a port, this comes as #GP instead (PvPlatform.Emulation).
-                    if (!exit.IsWrite) vcpu.Cpu.CompleteRead(exit.Size >= 4 ? 0xffffffffUL : (1UL << (exit.Size * 8)) - 1);
+                    // Port I/O the TSS bitmap let through without the stub (only the doorbell ports are open): the guest's
+                    // own, answered as Xen answers a domU (PortRead/PortWrite). Other ports arrive as #GP and are emulated.
+                    if (exit.IsWrite) PortWrite((int)exit.Address, exit.Size, (uint)exit.Data);
+                    else vcpu.Cpu.CompleteRead(PortRead((int)exit.Address, exit.Size));
                     return ExitAction.Continue;
                 case ExitReason.Halt:
                     return ExitAction.Block;

@@ -289,3 +289,47 @@ public sealed class PvExitCostTests(ITestOutputHelper output)
         Assert.InRange(exits, n + 1, n + 10);
     }
 }
+
+/// <summary>Port I/O from a PV kernel, answered as Xen answers a domU: the PIT channel 2 counts, 0xcf8 keeps what was written, the rest reads all ones.</summary>
+public sealed class PvGuestPortTests(ITestOutputHelper output)
+{
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void ThePitChannel2CountsAndOtherPortsReadAsXenAnswersThem(string accel)
+    {
+        using var h = new PvGuestHarness(accel, a =>
+        {
+            var fail = a.CreateLabel(); var wait = a.CreateLabel(); var moved = a.CreateLabel(); var msg = a.CreateLabel();
+            // Linux's quick_pit_calibrate opening: gate on, channel 2 mode 0, count 0xffff.
+            a.@in(al, 0x61); a.and(al, unchecked((byte)~0x02)); a.or(al, 1); a.@out(0x61, al);
+            a.mov(al, 0xb0); a.@out(0x43, al);
+            a.mov(al, 0xff); a.@out(0x42, al); a.@out(0x42, al);
+            // The MSB must leave 0xff within 2000 LSB/MSB pairs (it does after 256 ticks, 215 µs); all-ones never would.
+            a.mov(ecx, 2000);
+            a.Label(ref wait);
+            a.@in(al, 0x42); a.@in(al, 0x42);
+            a.cmp(al, 0xff); a.jne(moved);
+            a.dec(ecx); a.jnz(wait);
+            a.jmp(fail);
+            a.Label(ref moved);
+            // 0xcf8 keeps a 4-byte write; 0xcfc (no PCI configuration space for a domU) and 0x40 read all ones.
+            a.mov(dx, 0xcf8); a.mov(eax, 0x8000_0000); a.@out(dx, eax);
+            a.xor(eax, eax); a.@in(eax, dx); a.cmp(eax, 0x8000_0000); a.jne(fail);
+            a.mov(dx, 0xcfc); a.@in(eax, dx); a.cmp(eax, -1); a.jne(fail);
+            a.@in(al, 0x40); a.cmp(al, 0xff); a.jne(fail);
+            a.Shutdown(0);
+            a.Label(ref fail);
+            a.Print(msg, 5);
+            a.Shutdown(1);
+            a.Label(ref msg);
+            a.db(System.Text.Encoding.ASCII.GetBytes("FAIL\n"));
+        });
+        bool done = h.Run(TimeSpan.FromSeconds(30));
+        output.WriteLine(h.Log);
+        Assert.True(done, "guest did not shut down");
+        Assert.Equal(ShutdownReason.Poweroff, h.Domain.ShutdownReason);
+        var counters = DomainPerfCounters.Of(h.Domain).ToDictionary(c => c.Name, c => c.Value);
+        Assert.InRange(counters["ioport/0x0042"], 4, 4002);
+        Assert.Equal(2, counters["ioport/0x0061"]);
+        Assert.Equal(2, counters["ioport/0x0cf8"]);
+    }
+}

@@ -144,18 +144,58 @@ public sealed partial class PvPlatform
             case Mnemonic.In:
             {
                 int size = ins.Op0Register.GetSize();
+                uint v = PortRead(ins.Op1Kind == OpKind.Register ? (ushort)ctx.Regs.Rdx : (int)ins.Immediate8, size);
                 ref ulong rax = ref ctx.Regs.Rax;
-                ulong ones = size >= 4 ? 0xffffffffUL : (1UL << (size * 8)) - 1;
-                rax = size >= 4 ? ones : (rax & ~ones) | ones;
+                ulong mask = size >= 4 ? 0xffffffffUL : (1UL << (size * 8)) - 1;
+                rax = size >= 4 ? v : (rax & ~mask) | (v & mask); // a 32-bit IN zero-extends, as any 32-bit write
                 break;
             }
             case Mnemonic.Out:
+                PortWrite(ins.Op0Kind == OpKind.Register ? (ushort)ctx.Regs.Rdx : (int)ins.Immediate8, ins.Op1Register.GetSize(), (uint)ctx.Regs.Rax);
                 break;
             default:
                 return false;
         }
         ctx.Regs.Rip += (ulong)ins.Length;
         return true;
+    }
+
+    /// <summary>The PIT channel 2 and speaker port that Xen emulates for every PV domain.</summary>
+    public PvPit Pit { get; } = new();
+    private uint _pciCf8;
+    private byte _cmosIndex;
+
+    /// <summary>
+    /// A port read by a domU that owns no I/O ports, answered as Xen's guest_io_read does: byte by byte, the PIT channel
+    /// 2 ports and 0x61 from <see cref="Pit"/>, the RTC index port and a 4-byte 0xcf8 from what the guest last wrote
+    /// there, everything else all ones (no PCI configuration space and no CMOS data for a domU).
+    /// </summary>
+    internal uint PortRead(int port, int size)
+    {
+        CountPortAccess(port);
+        if (port == 0xcf8 && size == 4) return _pciCf8;
+        uint v = 0;
+        for (int i = 0; i < size; i++)
+        {
+            int p = (port + i) & 0xffff;
+            uint b = PvPit.Handles(p) ? Pit.Read(p) : p == 0x70 ? _cmosIndex : 0xffu;
+            v |= b << (8 * i);
+        }
+        return v;
+    }
+
+    /// <summary>A port write by a domU, as Xen's guest_io_write: the PIT ports, the RTC index and a 4-byte 0xcf8 are kept; the rest are dropped.</summary>
+    internal void PortWrite(int port, int size, uint value)
+    {
+        CountPortAccess(port);
+        if (port == 0xcf8 && size == 4) { _pciCf8 = value; return; }
+        for (int i = 0; i < size; i++)
+        {
+            int p = (port + i) & 0xffff;
+            byte b = (byte)(value >> (8 * i));
+            if (PvPit.Handles(p)) Pit.Write(p, b);
+            else if (p == 0x70) _cmosIndex = b;
+        }
     }
 
     private bool ReadMsr(VirtualCpu vcpu, PvVcpuState st, uint index, out ulong v)
