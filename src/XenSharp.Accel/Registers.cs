@@ -63,6 +63,9 @@ public unsafe struct SpecialRegisters
 /// <summary>Architectural bits the builders and back ends share.</summary>
 public static class X86
 {
+    /// <summary>A 48-bit canonical address: bits 63..47 all equal.</summary>
+    public static bool IsCanonical(ulong va) => (va >> 47) is 0 or 0x1ffff;
+
     public const ulong Cr0Pe = 1UL << 0, Cr0Mp = 1UL << 1, Cr0Et = 1UL << 4, Cr0Ne = 1UL << 5, Cr0Wp = 1UL << 16, Cr0Pg = 1UL << 31;
     public const ulong Cr4Pae = 1UL << 5, Cr4Pge = 1UL << 7, Cr4Osfxsr = 1UL << 9, Cr4Osxmmexcpt = 1UL << 10, Cr4Fsgsbase = 1UL << 16, Cr4Osxsave = 1UL << 18;
     public const ulong EferSce = 1UL << 0, EferLme = 1UL << 8, EferLma = 1UL << 10, EferNx = 1UL << 11;

@@ -85,6 +85,22 @@ public sealed unsafe partial class EmuVcpu
 
     private bool IoAllowed => _cpl <= (int)((_rflags >> 12) & 3);
 
+    /// <summary>
+    /// Whether IN/OUT/INS/OUTS of <paramref name="size"/> bytes at <paramref name="port"/> may run: CPL ≤ IOPL, or else
+    /// every bit for those ports clear in the TSS I/O permission bitmap (bytes past the TSS limit count as set).
+    /// </summary>
+    private bool PortAllowed(ulong port, int size)
+    {
+        if (IoAllowed) return true;
+        if ((_tr.Type & 0xd) != 0x9 || _tr.Limit < 0x67) return false; // a 64-bit TSS (available or busy) with an iomap base
+        ulong bitmap = ReadSys(_tr.Base + 0x66, 2);
+        ulong first = bitmap + port / 8, last = bitmap + (port + (ulong)size - 1) / 8;
+        if (last > _tr.Limit) return false;
+        ulong bits = ReadSys(_tr.Base + first, last == first ? 1 : 2);
+        ulong mask = ((1UL << size) - 1) << (int)(port % 8);
+        return (bits & mask) == 0;
+    }
+
     private void RequireCpl0()
     {
         if (_cpl != 0) throw GuestFault.Gp(0);
@@ -465,11 +481,11 @@ public sealed unsafe partial class EmuVcpu
                 return;
             case Mnemonic.In or Mnemonic.Out:
             {
-                if (!IoAllowed) throw GuestFault.Gp(0);
                 bool isIn = m == Mnemonic.In;
                 int portOp = isIn ? 1 : 0, dataOp = isIn ? 0 : 1;
                 ulong port = i.GetOpKind(portOp) == OpKind.Register ? (ushort)_r[2] : i.GetImmediate(portOp);
                 int sz = RegSize(i.GetOpRegister(dataOp));
+                if (!PortAllowed(port, sz)) throw GuestFault.Gp(0);
                 ulong data = isIn ? 0 : _r[0] & Mask(sz);
                 _exit = new VcpuExit(ExitReason.Io, port, sz, !isIn, data);
                 _exitPending = true;

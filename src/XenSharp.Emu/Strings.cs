@@ -148,9 +148,9 @@ public sealed unsafe partial class EmuVcpu
 
     private void StringIo(ref Instruction i, Mnemonic m, ulong next)
     {
-        if (!IoAllowed) throw GuestFault.Gp(0);
         bool isIn = m is Mnemonic.Insb or Mnemonic.Insw or Mnemonic.Insd;
         int sz = m is Mnemonic.Insb or Mnemonic.Outsb ? 1 : m is Mnemonic.Insw or Mnemonic.Outsw ? 2 : 4;
+        if (!PortAllowed((ushort)_r[2], sz)) throw GuestFault.Gp(0);
         bool rep = i.HasRepPrefix || i.HasRepnePrefix;
         if (rep && _r[1] == 0) { _rip = next; return; }
         ulong port = (ushort)_r[2], data = 0;

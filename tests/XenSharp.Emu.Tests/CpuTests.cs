@@ -370,6 +370,36 @@ public sealed class CpuTests
     }
 
     [Fact]
+    public void The_tss_io_bitmap_opens_single_ports_to_cpl3()
+    {
+        using var m = new TestMachine();
+        // I/O bitmap at TSS offset 0x68 covering ports 0..0x8f: only 0x80 open (a 2-byte access there spans 0x81, shut);
+        // the limit ends with the terminator byte, so ports past the bitmap are shut as well.
+        m.Memory.WriteUInt16(TestMachine.Tss + 0x66, 0x68);
+        var bitmap = Enumerable.Repeat((byte)0xff, 0x13).ToArray();
+        bitmap[0x10] = 0xfe;
+        m.Memory.Write(TestMachine.Tss + 0x68, bitmap);
+        foreach (var (code, open) in new (Action<Assembler>, bool)[]
+        {
+            (a => a.@out(0x80, al), true),
+            (a => a.@in(al, 0x80), true),
+            (a => a.@out(0x81, al), false),
+            (a => a.@out(0x80, ax), false),
+            (a => { a.mov(edx, 0x3f8); a.@out(dx, al); }, false), // beyond the bitmap
+            (a => { a.mov(edx, 0x80); a.mov(ecx, 1); a.rep.outsb(); }, true),
+        })
+        {
+            m.Assemble(U, code);
+            m.Start(U, 3);
+            var s = m.Cpu.GetSpecialRegisters();
+            s.Tr.Limit = 0x68 + 0x12;
+            m.Cpu.SetSpecialRegisters(s);
+            if (open) Assert.Equal(ExitReason.Io, m.Run().Reason);
+            else m.ExpectVector(13);
+        }
+    }
+
+    [Fact]
     public void Unknown_msr_faults_and_known_msrs_work()
     {
         using var m = new TestMachine();

@@ -57,6 +57,7 @@ internal sealed class TestMachine : IDisposable
         Memory.WriteUInt64(Gdt + 0x30, Tss >> 32);
         Memory.WriteUInt64(Tss + 4, KernelStack);        // RSP0
         Memory.WriteUInt64(Tss + 0x24, IstStack);        // IST1
+        Memory.WriteUInt16(Tss + 0x66, 0x68);            // I/O map base past the limit: no I/O bitmap
 
         for (int v = 0; v < 256; v++)
         {

@@ -293,6 +293,9 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
 
     private ExitAction DoHypercall(VirtualCpu vcpu, PvVcpuState st, GuestContext ctx)
     {
+        // rcx is where `syscall` came from, unless the guest jumped into the (user-executable) stub with a value of its own.
+        if (!X86.IsCanonical(ctx.Regs.Rip))
+            throw new PvCrashException($"hypercall {ctx.Regs.Rax} would return to non-canonical 0x{ctx.Regs.Rip:x} (the syscall stub entered by a jump)");
         ulong nr = ctx.Regs.Rax;
         st.HypercallCount++;
         if (nr < (ulong)HypercallCounts.Length) Interlocked.Increment(ref HypercallCounts[nr]);

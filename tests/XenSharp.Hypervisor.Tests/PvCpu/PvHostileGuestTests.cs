@@ -2,6 +2,7 @@ using Iced.Intel;
 using Xunit;
 using Xunit.Abstractions;
 using static Iced.Intel.AssemblerRegisters;
+using XenSharp.Hypervisor.Pv.Cpu;
 
 namespace XenSharp.Hypervisor.Tests.PvCpu;
 
@@ -36,5 +37,30 @@ public sealed class PvHostileGuestTests(ITestOutputHelper output)
         output.WriteLine(h.Log);
         Assert.True(done, "guest did not shut down");
         Assert.Equal(ShutdownReason.Poweroff, h.Domain.ShutdownReason);
+    }
+
+    /// <summary>
+    /// The syscall stub is user-executable, so a guest can jump into it with any rcx/r11 instead of executing
+    /// `syscall`. Its "hypercall" then returns to rcx: a non-canonical one can be no guest's return address, and
+    /// the domain is crashed with the reason instead of handing the CPU an impossible RIP.
+    /// </summary>
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void JumpingIntoTheSyscallStubWithANonCanonicalReturnCrashesTheDomainAlone(string accel)
+    {
+        using var h = new PvGuestHarness(accel, a =>
+        {
+            a.mov(eax, 17);                                 // xen_version
+            a.xor(edi, edi);
+            a.mov(rcx, unchecked((long)0x8000_0000_0000_1000)); // non-canonical "return address"
+            a.mov(r11, 0x202);
+            a.mov(rbx, (long)PvLayout.StubVa);              // the syscall entry is the stubs' first instruction
+            a.jmp(rbx);
+        });
+        Assert.Equal(h.Platform.Area.Stubs.SyscallEntry, PvLayout.StubVa);
+        bool done = h.Run(TimeSpan.FromSeconds(30));
+        output.WriteLine(h.Log);
+        Assert.True(done, "guest did not stop");
+        Assert.Equal(ShutdownReason.Crash, h.Domain.ShutdownReason);
+        Assert.Contains("non-canonical", h.Domain.CrashDetail);
     }
 }

@@ -56,7 +56,7 @@ public sealed partial class PvPlatform
             return $"SS 0x{ss:x} is not a writable DPL3 data segment";
         if ((s & DescP) == 0) return $"SS 0x{ss:x} is not present";
         ulong rip = ctx.Regs.Rip;
-        if (long64 && (rip >> 47) != 0 && (rip >> 47) != 0x1ffff) return $"non-canonical RIP 0x{rip:x}";
+        if (long64 && !X86.IsCanonical(rip)) return $"non-canonical RIP 0x{rip:x}";
         return null;
     }
 
