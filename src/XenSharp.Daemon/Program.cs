@@ -92,6 +92,8 @@ if (options.HttpListen is not null)
     }
 }
 
+if (options.AutoDirectory is not null) Autostart.Run(toolstack, options.AutoDirectory);
+
 var stopping = new TaskCompletionSource();
 using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.TrySetResult(); });
 using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopping.TrySetResult(); });

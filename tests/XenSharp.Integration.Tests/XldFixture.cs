@@ -5,7 +5,8 @@ namespace XenSharp.Integration.Tests;
 
 /// <summary>
 /// A real xld process with its own socket, state and log directories, and a way to run the real xl against
-/// it. Guests run on the accelerator xld picks (KVM where usable, else the software CPU).
+/// it. Guests run on the accelerator xld picks (KVM where usable, else the software CPU), or on the one
+/// XENSHARP_TEST_ACCEL names.
 /// </summary>
 public sealed class XldFixture : IDisposable
 {
@@ -20,7 +21,10 @@ public sealed class XldFixture : IDisposable
     public string CgroupName { get; } = $"xensharp-it-{Environment.ProcessId}-{Guid.NewGuid():N}"[..32];
     public string LogDirectory => Path.Combine(Directory, "log");
 
-    public XldFixture()
+    public XldFixture() : this(autoDirectory: null) { }
+
+    /// <param name="autoDirectory">xld's --auto-dir (configs created at start); none unless a test asks.</param>
+    internal XldFixture(string? autoDirectory)
     {
         Directory = Path.Combine(Path.GetTempPath(), $"xensharp-it-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
         System.IO.Directory.CreateDirectory(Directory);
@@ -29,7 +33,14 @@ public sealed class XldFixture : IDisposable
         HttpPort = FreePort();
         var psi = Dotnet(Paths.Xld, "--socket", SocketPath, "--state-dir", Path.Combine(Directory, "state"),
             "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{HttpPort}",
-            "--xenstored-socket", XenstoredSocket, "--cgroup", CgroupName);
+            "--xenstored-socket", XenstoredSocket, "--cgroup", CgroupName, "--auto-dir", autoDirectory ?? "none");
+        // XENSHARP_TEST_ACCEL=emu|kvm pins the accelerator (scripts/test.sh runs this project once more on the software
+        // CPU where KVM is usable, so the fallback for KVM-less hosts stays tested); unset, xld picks.
+        if (Environment.GetEnvironmentVariable("XENSHARP_TEST_ACCEL") is { Length: > 0 } accel)
+        {
+            psi.ArgumentList.Add("--accel");
+            psi.ArgumentList.Add(accel);
+        }
         psi.RedirectStandardError = true;
         psi.RedirectStandardOutput = true;
         _xld = Process.Start(psi)!;
