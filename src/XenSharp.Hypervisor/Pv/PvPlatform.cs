@@ -265,6 +265,7 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
                 break;
             case X86.VectorUd:
                 if (TryForcedEmulation(st, ref ctx)) break;
+                if (SoftwareInterruptReportedAsUd(vcpu, st, ref ctx)) break;
                 Traps.BounceException(st, ref ctx, vector, null);
                 break;
             case X86.VectorNm:
@@ -277,6 +278,26 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         }
         st.PendingResume = ctx;
         return ExitAction.Continue;
+    }
+
+    /// <summary>
+    /// PVM raises #UD for INT n and INT3 at CPL3 instead of going through the IDT; hardware gives INT n a #GP through
+    /// our DPL0 gate (handled in the #GP case) and INT3 its own trap through the DPL3 gate. Turn the #UD back into
+    /// what the CPU would have done, so the guest sees the same on both: its handler, or the #GP.
+    /// </summary>
+    private bool SoftwareInterruptReportedAsUd(VirtualCpu vcpu, PvVcpuState st, ref GuestContext ctx)
+    {
+        var code = FetchCode(st, ctx.Regs.Rip, 2);
+        if (code.Length >= 1 && code[0] == 0xcc)
+        {
+            ctx.Regs.Rip += 1;
+            Traps.BounceException(st, ref ctx, X86.VectorBp, null);
+            return true;
+        }
+        if (code.Length < 2 || code[0] != 0xcd) return false;
+        if (SoftwareInterrupt(vcpu, st, ref ctx, code[1])) return true;
+        Traps.BounceException(st, ref ctx, X86.VectorGp, ((ulong)code[1] << 3) | 2);
+        return true;
     }
 
     /// <summary>INT n that the IDT refused (DPL0 gate): deliver it if the trap table's DPL allows the current mode.</summary>

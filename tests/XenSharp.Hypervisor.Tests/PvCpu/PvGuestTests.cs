@@ -333,3 +333,77 @@ public sealed class PvGuestPortTests(ITestOutputHelper output)
         Assert.Equal(2, counters["ioport/0x0cf8"]);
     }
 }
+
+/// <summary>
+/// Software interrupts from a PV kernel: INT n with a trap-table entry whose DPL allows it, and INT3, reach the handler
+/// with the return address past the instruction, as on Xen (there INT n raises #GP through the DPL0 gate, and Xen checks
+/// the trap table's DPL). Under PVM INT n at CPL3 raises #UD instead, which must lead to the same place.
+/// </summary>
+public sealed class PvGuestSoftwareInterruptTests(ITestOutputHelper output)
+{
+    [SkippableTheory, ClassData(typeof(PvAccelerators))]
+    public void IntNAndInt3ReachTheirTrapTableHandlersAndAForbiddenIntNIsAGp(string accel)
+    {
+        using var h = new PvGuestHarness(accel, a =>
+        {
+            var table = a.CreateLabel(); var h80 = a.CreateLabel(); var h3 = a.CreateLabel(); var after80 = a.CreateLabel();
+            var after3 = a.CreateLabel(); var fail = a.CreateLabel(); var start = a.CreateLabel(); var msg = a.CreateLabel();
+            var int81 = a.CreateLabel(); var hgp = a.CreateLabel();
+            a.jmp(start);
+            a.Label(ref table);
+            a.db(0x80, 3); a.dw(0xe033); a.dd(0); a.dq(0);   // vector 0x80, DPL 3
+            a.db(3, 3); a.dw(0xe033); a.dd(0); a.dq(0);      // int3, DPL 3
+            a.db(0x81, 0); a.dw(0xe033); a.dd(0); a.dq(0);   // vector 0x81, DPL 0: INT 0x81 from the kernel (ring 1 to Xen) is #GP
+            a.db(13, 0); a.dw(0xe033); a.dd(0); a.dq(0);     // #GP
+            a.dq(0); a.dq(0);
+            a.Label(ref start);
+            a.lea(rbx, __[table]);
+            a.lea(rax, __[h80]); a.mov(__qword_ptr[rbx + 8], rax);
+            a.lea(rax, __[h3]); a.mov(__qword_ptr[rbx + 24], rax);
+            a.lea(rax, __[h80]); a.mov(__qword_ptr[rbx + 40], rax);
+            a.lea(rax, __[hgp]); a.mov(__qword_ptr[rbx + 56], rax);
+            a.mov(rdi, rbx); a.Hypercall(0);
+            a.test(rax, rax); a.jne(fail);
+            a.xor(r13, r13);
+            a.@int(0x80);
+            a.Label(ref after80);
+            a.cmp(r13, 1); a.jne(fail);
+            a.int3();
+            a.Label(ref after3);
+            a.cmp(r13, 2); a.jne(fail);
+            a.Label(ref int81);
+            a.@int(0x81);
+            a.cmp(r13, 3); a.jne(fail);
+            a.Shutdown(0);
+
+            // #GP frame: rcx, r11, error code, rip (the INT itself), ...; step over the 2-byte INT and return.
+            a.Label(ref hgp);
+            a.cmp(__qword_ptr[rsp + 16], (0x81 << 3) | 2); a.jne(fail);
+            a.lea(rax, __[int81]); a.cmp(__qword_ptr[rsp + 24], rax); a.jne(fail);
+            a.add(__qword_ptr[rsp + 24], 2);
+            a.mov(r13d, 3);
+            a.pop(rcx); a.pop(r11); a.add(rsp, 8); a.push(0); a.push(rcx); a.push(r11); a.push(rax); a.Hypercall(23);
+
+            // Handlers: Xen's kernel-mode frame is rcx, r11, then rip, cs, rflags, rsp, ss; back with HYPERVISOR_iret.
+            a.Label(ref h80);
+            a.lea(rax, __[after80]); a.cmp(__qword_ptr[rsp + 16], rax); a.jne(fail);
+            a.mov(r13d, 1);
+            a.pop(rcx); a.pop(r11); a.push(0); a.push(rcx); a.push(r11); a.push(rax); a.Hypercall(23);
+            a.Label(ref h3);
+            a.lea(rax, __[after3]); a.cmp(__qword_ptr[rsp + 16], rax); a.jne(fail);
+            a.mov(r13d, 2);
+            a.pop(rcx); a.pop(r11); a.push(0); a.push(rcx); a.push(r11); a.push(rax); a.Hypercall(23);
+
+            a.Label(ref fail);
+            a.Print(msg, 5);
+            a.Shutdown(1);
+            a.Label(ref msg);
+            a.db(System.Text.Encoding.ASCII.GetBytes("FAIL\n"));
+        });
+        bool done = h.Run(TimeSpan.FromSeconds(30));
+        output.WriteLine(h.Log);
+        Assert.True(done, "guest did not shut down");
+        Assert.DoesNotContain("FAIL", h.Log);
+        Assert.Equal(ShutdownReason.Poweroff, h.Domain.ShutdownReason);
+    }
+}
