@@ -62,6 +62,11 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, long> _portAccesses = new();
 
     internal void CountPortAccess(int port) => _portAccesses.AddOrUpdate(port, 1, (_, n) => n + 1);
+
+    /// <summary>Privileged instructions emulated for the guest's #GP, by instruction (and MSR): what a kernel traps on.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _emulations = new();
+
+    internal void CountEmulation(string what) => _emulations.AddOrUpdate(what, 1, (_, n) => n + 1);
     public ulong LastExceptionRip { get; private set; }
 
     /// <summary>Syscalls from guest user mode, bounced to the guest kernel (each one an exit here).</summary>
@@ -79,6 +84,7 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         yield return new PerfCounter("syscall/user", Interlocked.Read(ref UserSyscalls));
         yield return new PerfCounter("resume/direct", Interlocked.Read(ref DirectReturns));
         foreach (var (port, n) in _portAccesses.OrderBy(kv => kv.Key)) yield return new PerfCounter($"ioport/0x{port:x4}", n);
+        foreach (var (what, n) in _emulations.OrderBy(kv => kv.Key, StringComparer.Ordinal)) yield return new PerfCounter($"emulate/{what}", n);
         long upcalls = 0;
         foreach (var v in _domain.Vcpus) if (Services.Vcpu(v.Id) is { } st) upcalls += st.UpcallCount;
         yield return new PerfCounter("event/upcalls", upcalls);

@@ -73,6 +73,8 @@ public sealed partial class PvPlatform
         if (!st.KernelMode) return false;
         var code = FetchCode(st, ctx.Regs.Rip);
         if (!Decode(code, ctx.Regs.Rip, out var ins)) return false;
+        CountEmulation(ins.Mnemonic == Mnemonic.Rdmsr || ins.Mnemonic == Mnemonic.Wrmsr
+            ? $"{ins.Mnemonic.ToString().ToLowerInvariant()}/0x{(uint)ctx.Regs.Rcx:x}" : ins.Mnemonic.ToString().ToLowerInvariant());
         switch (ins.Mnemonic)
         {
             case Mnemonic.Rdmsr:
