@@ -18,10 +18,11 @@ public static class CommandPage
 }
 
 /// <summary>
-/// The ring-0 code of the hypervisor area, generated with Iced. Each stub records what happened and rings the doorbell
-/// (an MMIO write: the address says which entry, the data carries CR2 or the entry CS); C# decides the rest and comes
-/// back through the resume stub, which runs the command list (page-table stores, flushes, CR3 loads, MSR writes),
-/// reloads five registers from the command page and iretq's into the guest.
+/// The code of the hypervisor area, generated with Iced. Each stub records what happened and rings a doorbell: the
+/// syscall entries an I/O port (the port says which entry), the exception entries an MMIO write (the address says which
+/// vector, the data carries CR2). C# decides the rest and comes back by registers alone, or through the resume stub,
+/// which runs the command list (page-table stores, flushes, CR3 loads, MSR writes), reloads five registers from the
+/// command page and iretq's into the guest.
 /// </summary>
 public sealed class Stubs
 {
