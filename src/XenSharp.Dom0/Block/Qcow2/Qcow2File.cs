@@ -30,7 +30,16 @@ internal sealed class Qcow2File(DiskImage container) : IDisposable
         return b;
     }
 
-    public void Write(long offset, ReadOnlySpan<byte> src) => container.Write(offset, src);
+    public void Write(long offset, ReadOnlySpan<byte> src)
+    {
+        container.Write(offset, src);
+        Written?.Invoke(offset, src);
+    }
+
+    /// <summary>Observes every write and sync in order: the crash-consistency tests replay them as a power cut would.</summary>
+    internal WriteObserver? Written;
+    internal Action? Synced;
+    internal delegate void WriteObserver(long offset, ReadOnlySpan<byte> data);
 
     public void WriteU64(long offset, ulong value)
     {
@@ -40,7 +49,11 @@ internal sealed class Qcow2File(DiskImage container) : IDisposable
     }
 
     /// <summary>fdatasync: the write-ordering barrier of every metadata update.</summary>
-    public void Sync() => container.Flush();
+    public void Sync()
+    {
+        container.Flush();
+        Synced?.Invoke();
+    }
 
     public void Dispose() => container.Dispose();
 }

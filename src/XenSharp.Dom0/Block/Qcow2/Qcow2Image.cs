@@ -63,6 +63,7 @@ public sealed class Qcow2Image : IDiskImage
     public bool CanDiscard => false;
     public int Version => _h.Version;
     public IDiskImage? Backing => _backing;
+    internal Qcow2File File => _file;
 
     /// <summary>Opens a qcow2 image and its backing chain (read-only, shared locks); throws <see cref="DiskImageException"/>.</summary>
     public static Qcow2Image Open(string path, bool readOnly, uint domid) => Open(path, readOnly, domid, depth: 0);
@@ -99,7 +100,7 @@ public sealed class Qcow2Image : IDiskImage
             throw new DiskImageException($"{path}: backing file {name} has no recorded format (set it with qemu-img rebase -u -b {name} -F qcow2|raw)");
         if (h.BackingFormat is not ("raw" or "qcow2"))
             throw new DiskImageException($"{path}: backing file format {h.BackingFormat} is not supported (raw or qcow2)");
-        if (!File.Exists(full)) throw new DiskImageException($"{path}: backing file {full} does not exist");
+        if (!System.IO.File.Exists(full)) throw new DiskImageException($"{path}: backing file {full} does not exist");
         return DiskImageFormats.Open(full, h.BackingFormat, readOnly: true, domid, depth + 1);
     }
 
