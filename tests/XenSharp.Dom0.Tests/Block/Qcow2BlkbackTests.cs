@@ -5,15 +5,14 @@ using static XenSharp.Dom0.Tests.Block.Qcow2Workspace;
 namespace XenSharp.Dom0.Tests.Block;
 
 /// <summary>blkback end to end over a qcow2 overlay: a simulated blkfront's ring requests against copy-on-write clusters.</summary>
-public sealed class Qcow2BlkbackTests : IDisposable
+public sealed class Qcow2BlkbackTests : Qcow2TestBase
 {
     private readonly BackendHarness _h = new();
-    private readonly Qcow2Workspace _ws = new();
 
-    public void Dispose()
+    public override void Dispose()
     {
         _h.Dispose();
-        _ws.Dispose();
+        base.Dispose();
     }
 
     [SkippableFact]
@@ -22,8 +21,8 @@ public sealed class Qcow2BlkbackTests : IDisposable
         QemuTools.SkipIfMissing();
         var pattern = new byte[4 << 20];
         for (int i = 0; i < pattern.Length; i++) pattern[i] = (byte)(i >> 9);
-        _ws.WriteRaw("template.raw", pattern);
-        string img = _ws.Create("vps.qcow2", "1.1", 65536, "", backing: "template.raw", backingFormat: "raw");
+        Ws.WriteRaw("template.raw", pattern);
+        string img = Ws.Create("vps.qcow2", "1.1", 65536, "", backing: "template.raw", backingFormat: "raw");
         var g = _h.NewGuest();
         using var be = new VbdBackend(_h.Xs, g.Domain, 51712, DiskImageFormats.Open(img, "qcow2", readOnly: false, g.Id), img);
         be.Start();
@@ -64,7 +63,7 @@ public sealed class Qcow2BlkbackTests : IDisposable
     public void ACorruptClusterFailsItsRequestAndTheDeviceCarriesOn()
     {
         QemuTools.SkipIfMissing();
-        string img = _ws.Create("bad.qcow2", "1.1", 65536, "8M");
+        string img = Ws.Create("bad.qcow2", "1.1", 65536, "8M");
         Io(img, "write -P 0x01 0 64k", "write -P 0x02 1M 64k");
         long l2 = FirstL2Table(img);
         PatchU64(img, l2 + 16 * 8, (1UL << 62) | (ulong)l2); // the cluster at 1M: undecodable "compressed" data

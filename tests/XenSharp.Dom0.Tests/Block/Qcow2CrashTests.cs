@@ -10,11 +10,8 @@ namespace XenSharp.Dom0.Tests.Block;
 /// must pass <c>qemu-img check</c> with at worst leaks, and read back only data some guest write or the backing
 /// file put there: never a pointer to an unwritten cluster.
 /// </summary>
-public sealed class Qcow2CrashTests : IDisposable
+public sealed class Qcow2CrashTests : Qcow2TestBase
 {
-    private readonly Qcow2Workspace _ws = new();
-
-    public void Dispose() => _ws.Dispose();
 
     /// <summary>Replays our writes and syncs; just before each sync, records the files a power cut could leave.</summary>
     private sealed class PowerCut(byte[] initial)
@@ -60,10 +57,10 @@ public sealed class Qcow2CrashTests : IDisposable
         const int Size = 1 << 20, Writes = 10;
         var fill = new byte[Size];
         Array.Fill(fill, (byte)0x5A);
-        _ws.WriteRaw("base.raw", fill);
+        Ws.WriteRaw("base.raw", fill);
         string img = backingAndSnapshot
-            ? _ws.Create("c.qcow2", "1.1", cluster, "", $"refcount_bits={refcountBits}", backing: "base.raw", backingFormat: "raw")
-            : _ws.Create("c.qcow2", "1.1", cluster, "1M", $"refcount_bits={refcountBits}");
+            ? Ws.Create("c.qcow2", "1.1", cluster, "", $"refcount_bits={refcountBits}", backing: "base.raw", backingFormat: "raw")
+            : Ws.Create("c.qcow2", "1.1", cluster, "1M", $"refcount_bits={refcountBits}");
         if (backingAndSnapshot)
         {
             Io(img, "write -P 0x11 0 64k");
@@ -91,7 +88,7 @@ public sealed class Qcow2CrashTests : IDisposable
         Assert.True(cut.States.Count > 40, $"only {cut.States.Count} crash states");
 
         var seen = new HashSet<string>();
-        string state = _ws.PathOf("state.qcow2");
+        string state = Ws.PathOf("state.qcow2");
         foreach (var s in cut.States)
         {
             if (!seen.Add(Convert.ToHexString(SHA256.HashData(s)))) continue;

@@ -5,13 +5,10 @@ using static XenSharp.Dom0.Tests.Block.Qcow2Workspace;
 namespace XenSharp.Dom0.Tests.Block;
 
 /// <summary>Unsupported features are refused by name; corrupt or hostile images fail at open or fail one request, never more.</summary>
-public sealed class Qcow2HostileTests : IDisposable
+public sealed class Qcow2HostileTests : Qcow2TestBase
 {
-    private readonly Qcow2Workspace _ws = new();
 
-    public void Dispose() => _ws.Dispose();
-
-    private string Image(string compat = "1.1") => _ws.Create("h.qcow2", compat, 65536, "8M");
+    private string Image(string compat = "1.1") => Ws.Create("h.qcow2", compat, 65536, "8M");
 
     private static DiskImageException Refused(string img) =>
         Assert.Throws<DiskImageException>(() => DiskImageFormats.Open(img, "qcow2", readOnly: false, domid: 1));
@@ -37,9 +34,9 @@ public sealed class Qcow2HostileTests : IDisposable
     public void ZstdImagesFromQemuAreRefused()
     {
         QemuTools.SkipIfMissing();
-        var (ok, why) = QemuTools.TryRun("qemu-img", ["create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", _ws.PathOf("z.qcow2"), "1M"]);
+        var (ok, why) = QemuTools.TryRun("qemu-img", ["create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", Ws.PathOf("z.qcow2"), "1M"]);
         Skip.IfNot(ok, $"this qemu-img makes no zstd images: {why}");
-        Assert.Contains("bit 3 (compression type other than zlib)", Refused(_ws.PathOf("z.qcow2")).Message);
+        Assert.Contains("bit 3 (compression type other than zlib)", Refused(Ws.PathOf("z.qcow2")).Message);
     }
 
     [SkippableTheory]
@@ -90,15 +87,15 @@ public sealed class Qcow2HostileTests : IDisposable
     public void BackingFileWithoutAFormatIsNotProbed()
     {
         QemuTools.SkipIfMissing();
-        _ws.Create("base.qcow2", "1.1", 65536, "1M");
-        string top = _ws.Create("top.qcow2", "1.1", 65536, "", backing: "base.qcow2", backingFormat: "qcow2");
+        Ws.Create("base.qcow2", "1.1", 65536, "1M");
+        string top = Ws.Create("top.qcow2", "1.1", 65536, "", backing: "base.qcow2", backingFormat: "qcow2");
         // Drop the backing-format header extension: turn its type into an unknown one (ignored).
         var head = RawFile.Read(top, 0, 4096);
         int at = head.AsSpan().IndexOf(new byte[] { 0xE2, 0x79, 0x2A, 0xCA });
         Assert.True(at > 0);
         PatchU32(top, at, 0x12345678);
         Assert.Contains("no recorded format", Refused(top).Message);
-        string self = _ws.Create("loop.qcow2", "1.1", 65536, "1M");
+        string self = Ws.Create("loop.qcow2", "1.1", 65536, "1M");
         QemuTools.Run("qemu-img", "rebase", "-u", "-b", "loop.qcow2", "-F", "qcow2", self);
         Assert.Contains("in use", Refused(self).Message); // an image backing itself: our own lock refuses it
     }

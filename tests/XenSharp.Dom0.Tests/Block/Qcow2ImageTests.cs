@@ -5,12 +5,9 @@ using static XenSharp.Dom0.Tests.Block.Qcow2Workspace;
 namespace XenSharp.Dom0.Tests.Block;
 
 /// <summary>Qcow2Image against QEMU's own tools: it reads what qemu-io wrote, and what it writes qemu-img checks clean and reads back.</summary>
-public sealed class Qcow2ImageTests : IDisposable
+public sealed class Qcow2ImageTests : Qcow2TestBase
 {
-    private readonly Qcow2Workspace _ws = new();
     private readonly Random _rng = new(1234);
-
-    public void Dispose() => _ws.Dispose();
 
     private byte[] Bytes(int n)
     {
@@ -44,7 +41,7 @@ public sealed class Qcow2ImageTests : IDisposable
     public void ReadsWhatQemuIoWrote(string compat, int cluster)
     {
         QemuTools.SkipIfMissing();
-        string img = _ws.Create("a.qcow2", compat, cluster, "8M");
+        string img = Ws.Create("a.qcow2", compat, cluster, "8M");
         Io(img, "write -P 0xab 0 64k", "write -P 0xcd 3M 4k", "write -P 0x11 5000k 700k", $"write -P 0x22 6M {cluster}");
         if (compat == "1.1") Io(img, $"write -z 6M {cluster}"); // a v3 zero cluster over allocated data
         var expected = QemuTools.GuestView(img);
@@ -66,7 +63,7 @@ public sealed class Qcow2ImageTests : IDisposable
     public void WritesCheckCleanAndQemuReadsExactlyOurData(string compat, int cluster)
     {
         QemuTools.SkipIfMissing();
-        string img = _ws.Create("w.qcow2", compat, cluster, "8M");
+        string img = Ws.Create("w.qcow2", compat, cluster, "8M");
         Io(img, "write -P 0xab 0 64k", $"write -P 0x33 2M {cluster}");
         if (compat == "1.1") Io(img, $"write -z 2M {cluster}");
         var model = QemuTools.GuestView(img);
@@ -98,13 +95,15 @@ public sealed class Qcow2ImageTests : IDisposable
         QemuTools.SkipIfMissing();
         // 512-byte clusters: a 64-bit refcount block counts 32 KiB and the one-cluster table 2 MiB of file, so
         // writing 3 MiB needs new refcount blocks and a larger refcount table.
-        string img = _ws.Create("r.qcow2", "1.1", 512, "8M", $"refcount_bits={refcountBits}");
+        string img = Ws.Create("r.qcow2", "1.1", 512, "8M", $"refcount_bits={refcountBits}");
         var model = new byte[8 << 20];
+        ulong table = ReadU64(img, 48);
         using (var q = Qcow2Image.Open(img, readOnly: false, domid: 1))
         {
             for (int i = 0; i < 48; i++) Write(q, model, (long)_rng.Next(0, 127) * 65536, 65536);
             AssertSameBytes(model, ReadAll(q), "our read-back");
         }
+        if (refcountBits == 64) Assert.NotEqual(table, ReadU64(img, 48)); // the refcount table moved
         QemuTools.AssertClean(img);
         AssertSameBytes(model, QemuTools.GuestView(img), "qemu-img convert");
     }
@@ -115,12 +114,12 @@ public sealed class Qcow2ImageTests : IDisposable
         QemuTools.SkipIfMissing();
         var pattern = new byte[4 << 20];
         for (int i = 0; i < pattern.Length; i++) pattern[i] = (byte)(i >> 9);
-        string baseRaw = _ws.WriteRaw("base.raw", pattern);
+        string baseRaw = Ws.WriteRaw("base.raw", pattern);
         // Relative backing names, as templates are usually given: resolved against the image's directory.
-        string mid = _ws.Create("template.qcow2", "1.1", 65536, "8M", backing: "base.raw", backingFormat: "raw");
+        string mid = Ws.Create("template.qcow2", "1.1", 65536, "8M", backing: "base.raw", backingFormat: "raw");
         Io(mid, "write -P 0x44 1M 64k");
-        string top = _ws.Create("vps1.qcow2", "1.1", 4096, "", backing: "template.qcow2", backingFormat: "qcow2");
-        string top2 = _ws.Create("vps2.qcow2", "1.1", 65536, "", backing: "template.qcow2", backingFormat: "qcow2");
+        string top = Ws.Create("vps1.qcow2", "1.1", 4096, "", backing: "template.qcow2", backingFormat: "qcow2");
+        string top2 = Ws.Create("vps2.qcow2", "1.1", 65536, "", backing: "template.qcow2", backingFormat: "qcow2");
         byte[] baseBefore = File.ReadAllBytes(baseRaw), midBefore = File.ReadAllBytes(mid);
         var model = QemuTools.GuestView(top);
         Assert.Equal(0x44, model[1 << 20]);
@@ -155,8 +154,8 @@ public sealed class Qcow2ImageTests : IDisposable
         var source = new byte[6 << 20];
         for (int i = 0; i < source.Length; i++) source[i] = (byte)((i >> 9) * 7 + i % 13);
         _rng.NextBytes(source.AsSpan(4 << 20, 100_000)); // incompressible: stored uncompressed
-        string raw = _ws.WriteRaw("src.raw", source);
-        string img = _ws.PathOf("c.qcow2");
+        string raw = Ws.WriteRaw("src.raw", source);
+        string img = Ws.PathOf("c.qcow2");
         QemuTools.Run("qemu-img", "convert", "-c", "-O", "qcow2", "-o", $"cluster_size={cluster}", raw, img);
         Assert.NotEqual(0UL, ReadU64(img, FirstL2Table(img)) & (1UL << 62)); // the first cluster is stored compressed
         var model = (byte[])source.Clone();
@@ -177,7 +176,7 @@ public sealed class Qcow2ImageTests : IDisposable
     public void InternalSnapshotsAreLeftUntouched(string compat)
     {
         QemuTools.SkipIfMissing();
-        string img = _ws.Create("s.qcow2", compat, 65536, "8M");
+        string img = Ws.Create("s.qcow2", compat, 65536, "8M");
         Io(img, "write -P 0x55 0 1M");
         QemuTools.Run("qemu-img", "snapshot", "-c", "s1", img);
         Io(img, "write -P 0x66 512k 64k"); // QEMU's own copy-on-write after the snapshot
@@ -200,7 +199,7 @@ public sealed class Qcow2ImageTests : IDisposable
     public void LocksAsRawImagesDo()
     {
         QemuTools.SkipIfMissing();
-        string img = _ws.Create("l.qcow2", "1.1", 65536, "1M");
+        string img = Ws.Create("l.qcow2", "1.1", 65536, "1M");
         using (var rw = DiskImageFormats.Open(img, "qcow2", readOnly: false, domid: 1))
         {
             var e = Assert.Throws<DiskImageException>(() => DiskImageFormats.Open(img, "qcow2", readOnly: true, domid: 2));
@@ -215,11 +214,10 @@ public sealed class Qcow2ImageTests : IDisposable
     [Fact]
     public void FormatRawIsNeverProbed()
     {
-        using var ws = new Qcow2Workspace();
         var data = new byte[1 << 20];
         // A guest wrote a qcow2 header (magic "QFI\xfb", version 3) into its raw disk.
         data[0] = 0x51; data[1] = 0x46; data[2] = 0x49; data[3] = 0xfb; data[7] = 3;
-        string p = ws.WriteRaw("raw.img", data);
+        string p = Ws.WriteRaw("raw.img", data);
         using var img = DiskImageFormats.Open(p, "raw", readOnly: true, domid: 1);
         Assert.IsType<DiskImage>(img);
         Assert.Equal("raw", img.Format);

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace XenSharp.Dom0.Tests.Block;
 
 /// <summary>
@@ -28,20 +26,7 @@ internal static class QemuTools
         return output;
     }
 
-    public static (bool Ok, string Output) TryRun(string tool, IEnumerable<string> args)
-    {
-        try
-        {
-            var psi = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            using var p = Process.Start(psi)!;
-            var err = p.StandardError.ReadToEndAsync();
-            string o = p.StandardOutput.ReadToEnd();
-            p.WaitForExit();
-            return (p.ExitCode == 0, (o + err.Result).Trim());
-        }
-        catch (System.ComponentModel.Win32Exception e) { return (false, e.Message); }
-    }
+    public static (bool Ok, string Output) TryRun(string tool, IEnumerable<string> args) => HostCommand.TryRun(tool, args);
 
     /// <summary><c>qemu-img check</c> finds neither errors nor leaks.</summary>
     public static void AssertClean(string image)
