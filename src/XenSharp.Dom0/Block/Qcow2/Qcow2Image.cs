@@ -143,7 +143,7 @@ public sealed class Qcow2Image : IDiskImage
 
     /// <summary>Hostile metadata surfaces as these; each becomes an I/O error of the one request.</summary>
     private static bool IsBadData(Exception e) =>
-        e is InvalidDataException or ArgumentException or OverflowException or IndexOutOfRangeException or OutOfMemoryException;
+        e is InvalidDataException or ArgumentException or OverflowException or IndexOutOfRangeException;
 
     private void CheckRange(long offset, int length)
     {
