@@ -287,8 +287,8 @@ public sealed class Qcow2Image : IDiskImage
         }
         _l2.Put(fresh, table);
         _file.Sync();
+        _file.WriteU64(_h.L1Offset + l1i * 8, (ulong)fresh | Qcow2Entry.CopiedFlag);
         _l1[l1i] = (ulong)fresh | Qcow2Entry.CopiedFlag;
-        _file.WriteU64(_h.L1Offset + l1i * 8, _l1[l1i]);
         if (old != 0)
         {
             _file.Sync();

@@ -99,8 +99,8 @@ internal sealed class Qcow2Refcounts
         _blocks.Put(at, block);
         if (!self) Change(at, +1);
         _file.Sync();
-        _table[bi] = (ulong)at;
         _file.WriteU64(_tableOffset + bi * 8, (ulong)at);
+        _table[bi] = (ulong)at;
         return at;
     }
 

@@ -26,9 +26,15 @@ internal sealed class Qcow2TableCache(Qcow2File file, int clusterSize)
         Remember(offset, table);
     }
 
-    /// <summary>Writes bytes [start, start+length) of a cached table through to the file.</summary>
-    public void WriteThrough(long offset, byte[] table, int start, int length) =>
-        file.Write(offset + start, table.AsSpan(start, length));
+    /// <summary>
+    /// Writes bytes [start, start+length) of a cached table (already changed in memory) through to the file; if
+    /// that fails the table is forgotten, so that it is read again as the file has it.
+    /// </summary>
+    public void WriteThrough(long offset, byte[] table, int start, int length)
+    {
+        try { file.Write(offset + start, table.AsSpan(start, length)); }
+        catch (IOException) { _tables.Remove(offset); throw; }
+    }
 
     private void Remember(long offset, byte[] table)
     {
