@@ -7,6 +7,7 @@ APT_PACKAGES=(
   libxen-dev               # Xen's public headers, for the ABI layout tests
   xenstore-utils           # Xen's xenstore clients, to check our xenstored against them
   lz4 xz-utils zstd        # kernel payload formats
+  qemu-utils               # qemu-img and qemu-io: the qcow2 tests make, check and read images with them
   busybox-static cpio e2fsprogs  # guest initramfs and root filesystem images
   chromium                 # the panel's browser tests (driven headless; nothing downloads a browser)
   postgresql               # the panel's PostgreSQL tests: they initdb a throwaway server of their own on a free

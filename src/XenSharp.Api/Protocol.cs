@@ -132,9 +132,12 @@ public sealed record DeviceAttachArgs(string Domain, string Spec);
 /// <summary><c>xl block-detach dom dev</c> / <c>network-detach dom dev</c>: the device id (or a vdev name such as xvda).</summary>
 public sealed record DeviceDetachArgs(string Domain, string Device);
 
-/// <summary>One row of <c>xl block-list</c> or <c>network-list</c>, with its traffic counters.</summary>
+/// <summary>
+/// One row of <c>xl block-list</c> or <c>network-list</c>, with its traffic counters; <see cref="Note"/>: what the
+/// backend says of a disk image (its qcow2 layout and backing file, or why O_DIRECT is not used).
+/// </summary>
 public sealed record DeviceRow(uint DomainId, uint DevId, string Name, string Target, int State, string? Error, string BackendPath,
-    long ReadOrRxBytes, long WriteOrTxBytes, long Requests);
+    long ReadOrRxBytes, long WriteOrTxBytes, long Requests, string? Note = null);
 
 /// <summary><c>stats</c>: one domain's resource figures, or every domain's when <see cref="Domain"/> is null.</summary>
 public sealed record StatsArgs(string? Domain = null);

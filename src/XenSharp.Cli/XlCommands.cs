@@ -220,9 +220,12 @@ public static class XlCommands
             : "Idx BE Mac Addr.         state bridge          rx-bytes    tx-bytes BE-path");
         foreach (var d in doms)
             foreach (var r in await xld.CallAsync<DeviceRow[]>(verb, new DomainArgs(d)))
+            {
                 stdout.WriteLine(verb == "block-list"
                     ? $"{r.DevId,-5} {0,3} {r.DevId,6} {r.State,5} {r.Target,-40} {r.ReadOrRxBytes,11} {r.WriteOrTxBytes,11} {r.BackendPath}"
                     : $"{r.DevId,-3} {0,2} {r.Name,-17} {r.State,5} {r.Target,-12} {r.ReadOrRxBytes,11} {r.WriteOrTxBytes,11} {r.BackendPath}");
+                if (r.Note is not null) stdout.WriteLine($"      {r.Note}"); // e.g. "qcow2 v3, 64 KiB clusters, backing ..."
+            }
         return 0;
     }
 

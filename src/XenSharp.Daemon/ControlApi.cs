@@ -104,7 +104,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
 
     private DeviceRow[] BlockList(DomainArgs args) =>
         toolstack.Backends.ListDisks(toolstack.Resolve(args.Domain).Id).Select(d => new DeviceRow(d.Domid, d.DevId, d.Vdev, d.Target + (d.ReadOnly ? " (ro)" : ""),
-            (int)d.State, d.Error, d.BackendPath, d.Stats.SectorsRead * 512, d.Stats.SectorsWritten * 512, d.Stats.ReadRequests + d.Stats.WriteRequests)).ToArray();
+            (int)d.State, d.Error, d.BackendPath, d.Stats.SectorsRead * 512, d.Stats.SectorsWritten * 512, d.Stats.ReadRequests + d.Stats.WriteRequests, d.Note)).ToArray();
 
     private DeviceRow[] NetworkList(DomainArgs args) =>
         toolstack.Backends.ListNics(toolstack.Resolve(args.Domain).Id).Select(n =>

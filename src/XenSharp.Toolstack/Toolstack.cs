@@ -237,20 +237,18 @@ public sealed class Toolstack : IDisposable
     /// <summary>The config's disk= and vif= entries, through dom0's backends, before the guest first runs.</summary>
     private void AttachDevices(Domain domain, DomainPlan plan)
     {
-        foreach (var disk in plan.Config.Disks)
-        {
-            if (disk.Format != DiskFormat.Raw)
-                throw new ToolstackException($"disk {disk.Vdev}: format {DiskSpec.FormatName(disk.Format)} is not supported yet (raw images and block devices only)");
-            AttachDisk(domain, disk);
-        }
+        foreach (var disk in plan.Config.Disks) AttachDisk(domain, disk);
         foreach (var vif in plan.Config.Vifs) AttachNic(domain, vif);
     }
 
+    /// <summary>Attaches a DISKSPEC's image in the format it names (format= or a qcow2: prefix; never probed).</summary>
     public DiskInfo AttachDisk(Domain domain, DiskSpec disk)
     {
+        if (disk.Format is not (DiskFormat.Raw or DiskFormat.Qcow2))
+            throw new ToolstackException($"disk {disk.Vdev}: format {DiskSpec.FormatName(disk.Format)} is not supported ({XenSharp.Dom0.Block.DiskImageFormats.SupportedText})");
         try
         {
-            return Backends.AttachDisk(domain, disk.Target, disk.Vdev, disk.Access == DiskAccess.ReadOnly, "raw", disk.IsCdrom);
+            return Backends.AttachDisk(domain, disk.Target, disk.Vdev, disk.Access == DiskAccess.ReadOnly, DiskSpec.FormatName(disk.Format), disk.IsCdrom);
         }
         catch (XenSharp.Dom0.Block.DiskImageException e) { throw new ToolstackException($"disk {disk.Vdev}: {e.Message}"); }
     }

@@ -12,7 +12,7 @@ public sealed class DiskImageException(string message) : Exception(message);
 /// buffers aligned to 4 KiB), flock-based exclusivity (read-write: exclusive; read-only: shared), fdatasync for
 /// flushes and hole punching for discards.
 /// </summary>
-public sealed unsafe partial class DiskImage : IDisposable
+public sealed unsafe partial class DiskImage : IDiskImage
 {
     private const int O_RDONLY = 0, O_RDWR = 2, O_CLOEXEC = 0x80000, O_DIRECT = 0x4000;
     private const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
@@ -54,12 +54,13 @@ public sealed unsafe partial class DiskImage : IDisposable
     }
 
     public string Path { get; }
+    public string Format => "raw";
     public bool ReadOnly { get; }
     /// <summary>True when opened with O_DIRECT; false after falling back (see <see cref="Note"/>).</summary>
     public bool Direct { get; }
     public string? Note { get; private init; }
     public bool IsBlockDevice { get; }
-    public long SizeBytes { get; }
+    public long SizeBytes { get; private set; }
     public ulong Sectors => (ulong)SizeBytes / Blkif.SectorSize;
     /// <summary>Hole punching works on regular files; block devices get no discard.</summary>
     public bool CanDiscard => !IsBlockDevice && !ReadOnly;
@@ -131,6 +132,18 @@ public sealed unsafe partial class DiskImage : IDisposable
         return img;
     }
 
+    /// <summary>
+    /// Opens the container file of a structured format (qcow2): the page cache (its metadata I/O is small and
+    /// unaligned; durability comes from <see cref="Flush"/>), the same locking, and writes may extend the file.
+    /// </summary>
+    internal static DiskImage OpenGrowable(string path, bool readOnly, uint domid)
+    {
+        var img = Open(path, readOnly, domid, tryDirect: false);
+        img._growable = true;
+        return img;
+    }
+
+    private bool _growable;
     private bool _detached;
     private SafeFileHandle DetachHandle() { _detached = true; return _fd; }
 
@@ -204,10 +217,15 @@ public sealed unsafe partial class DiskImage : IDisposable
     public void Write(long offset, ReadOnlySpan<byte> src)
     {
         if (ReadOnly) throw new IOException($"{Path} is read-only");
-        if (offset < 0 || offset + src.Length > SizeBytes) throw new ArgumentOutOfRangeException(nameof(offset));
+        if (offset < 0 || (offset + src.Length > SizeBytes && !_growable)) throw new ArgumentOutOfRangeException(nameof(offset));
         lock (_bounceLock)
         {
-            if (!Direct) { fixed (byte* p = src) Full(offset, new Span<byte>(p, src.Length), write: true); return; }
+            if (!Direct)
+            {
+                fixed (byte* p = src) Full(offset, new Span<byte>(p, src.Length), write: true);
+                SizeBytes = Math.Max(SizeBytes, offset + src.Length);
+                return;
+            }
             // O_DIRECT: read-modify-write of the aligned blocks covering the range.
             long start = offset & ~(long)(Align - 1);
             long end = (offset + src.Length + Align - 1) & ~(long)(Align - 1);

@@ -15,14 +15,14 @@ public sealed class VbdStats
 
 /// <summary>
 /// blkback for one vbd: the xenbus handshake, the blkif ring over a granted page, and a worker thread that reads
-/// each request once into a local copy, validates it and performs it on the <see cref="DiskImage"/>.
+/// each request once into a local copy, validates it and performs it on the <see cref="IDiskImage"/> (raw or qcow2).
 /// Advertises flush-cache, barrier, indirect segments (up to 256) and (for regular files) discard; no persistent
 /// grants, no multi-page rings, no multi-queue.
 /// </summary>
 public sealed class VbdBackend : XenbusBackend
 {
     private readonly Domain _domain;
-    private readonly DiskImage _image;
+    private readonly IDiskImage _image;
     private readonly string _target;
     private readonly bool _cdrom;
     private readonly object _connLock = new();
@@ -36,7 +36,7 @@ public sealed class VbdBackend : XenbusBackend
     private readonly byte[] _buf = new byte[MaxIndirectSegments * 4096];
     private readonly BlkifSegment[] _indirectSegs = new BlkifSegment[MaxIndirectSegments];
 
-    public VbdBackend(XenstoreClient xs, Domain domain, uint devid, DiskImage image, string target, bool cdrom = false)
+    public VbdBackend(XenstoreClient xs, Domain domain, uint devid, IDiskImage image, string target, bool cdrom = false)
         : base(xs, domain.Id, "vbd", devid)
     {
         _domain = domain;
@@ -45,7 +45,7 @@ public sealed class VbdBackend : XenbusBackend
         _cdrom = cdrom;
     }
 
-    public DiskImage Image => _image;
+    public IDiskImage Image => _image;
     public bool ReadOnly => _image.ReadOnly;
     public string Target => _target;
     public VbdStats Stats { get; } = new();

@@ -54,19 +54,19 @@ public sealed class BackendManager(XenstoreClient xs) : IDisposable
     public IReadOnlyDictionary<string, string> UplinkNotes { get { lock (_lock) return new Dictionary<string, string>(_uplinkNotes); } }
 
     /// <summary>
-    /// Attaches image or block device <paramref name="target"/> (raw) as virtual device <paramref name="vdev"/>
-    /// ("xvda" or a number). Throws <see cref="DiskImageException"/> (missing, locked by another domain) or
-    /// <see cref="InvalidOperationException"/> (device id in use).
+    /// Attaches image or block device <paramref name="target"/> (<paramref name="format"/> raw or qcow2) as virtual
+    /// device <paramref name="vdev"/> ("xvda" or a number). Throws <see cref="DiskImageException"/> (missing, locked
+    /// by another domain, a qcow2 image refused) or <see cref="InvalidOperationException"/> (device id in use).
     /// </summary>
     public DiskInfo AttachDisk(Domain domain, string target, string vdev, bool readOnly, string format = "raw", bool cdrom = false)
     {
-        if (format != "raw") throw new NotSupportedException($"disk format {format}: only raw is supported");
+        if (!DiskImageFormats.IsSupported(format)) throw new NotSupportedException($"disk format {format}: {DiskImageFormats.SupportedText}");
         uint devid = VbdBackend.ParseVdev(vdev);
         WatchDestroy(domain);
         lock (_lock)
         {
             if (_disks.ContainsKey((domain.Id, devid))) throw new InvalidOperationException($"d{domain.Id} already has vbd {devid}");
-            var img = DiskImage.Open(target, readOnly || cdrom, domain.Id);
+            var img = DiskImageFormats.Open(target, format, readOnly || cdrom, domain.Id);
             if (img.Note is not null) Log?.Invoke($"vbd d{domain.Id}/{devid}: {img.Note}");
             var be = new VbdBackend(Xs, domain, devid, img, target, cdrom) { Log = Log };
             try { be.Start(); }

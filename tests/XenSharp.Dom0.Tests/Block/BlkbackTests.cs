@@ -502,19 +502,7 @@ public sealed class BlkbackTests : IDisposable
         finally { Run("losetup", "-d", loop); }
     }
 
-    private static (bool Ok, string Out) Run(string exe, params string[] args)
-    {
-        try
-        {
-            var psi = new System.Diagnostics.ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            using var p = System.Diagnostics.Process.Start(psi)!;
-            string o = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            return (p.ExitCode == 0, o.Trim());
-        }
-        catch (System.ComponentModel.Win32Exception e) { return (false, e.Message); }
-    }
+    private static (bool Ok, string Out) Run(string exe, params string[] args) => HostCommand.TryRun(exe, args);
 
     [Fact]
     public void VdevNames()
