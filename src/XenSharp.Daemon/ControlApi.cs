@@ -72,7 +72,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
             };
         }
         catch (Exception e) when (e is ToolstackException or HostMemoryExhaustedException or DomainExistsException
-                                      or ArgumentException or InvalidOperationException or ConfigException or IOException
+                                      or ArgumentException or InvalidOperationException or ConfigException or IOException or UnauthorizedAccessException
                                       or XenSharp.Hypervisor.Hvm.ImageFormatException or XenSharp.Accel.AcceleratorUnavailableException)
         {
             return new Outcome(Response.Failure(e.Message));

@@ -9,16 +9,11 @@ namespace XenSharp.Daemon;
 /// </summary>
 public sealed class TemplateImage : IDisposable
 {
-    private TemplateImage(string path, SafeFileHandle handle, long length)
-    {
-        Path = path;
-        Handle = handle;
-        Length = length;
-    }
+    private TemplateImage() { }
 
-    public string Path { get; }
-    public SafeFileHandle Handle { get; }
-    public long Length { get; }
+    public string Path { get; private init; } = "";
+    public SafeFileHandle Handle { get; private init; } = null!;
+    public long Length { get; private init; }
 
     public static TemplateImage Open(string path)
     {
@@ -37,7 +32,7 @@ public sealed class TemplateImage : IDisposable
         {
             var st = Posix.FStat(fd, path);
             RefuseIfNotRegular(path, st);
-            return new TemplateImage(path, handle, st.Size);
+            return new TemplateImage { Path = path, Handle = handle, Length = st.Size };
         }
         catch
         {

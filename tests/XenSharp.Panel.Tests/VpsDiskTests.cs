@@ -141,4 +141,21 @@ public sealed class VpsDiskTests(ApiFixture f) : IClassFixture<ApiFixture>
         Assert.Equal(HttpStatusCode.NoContent, (await f.Send(f.AliceToken, HttpMethod.Delete, $"/api/v1/vps/{id}")).StatusCode);
         Assert.Equal(calls, f.Xld.DiskCalls.Count);
     }
+
+    [SkippableFact]
+    public async Task A_VPS_without_a_disk_from_before_gets_one_at_its_next_boot()
+    {
+        var tpl = await Template("debian-legacy", DebianImage);
+        var id = await ApiFixture.Id(await CreateVps("disk-legacy", tpl, boot: false));
+        var before = Disk(id).Name;
+        f.Panel.Store.SetVpsDisk(id, ""); // as a row from before per-VPS disks
+        var r = await f.Send(f.AliceToken, HttpMethod.Post, $"/api/v1/vps/{id}/boot");
+        Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
+        var (path, name) = Disk(id);
+        Assert.NotEqual(before, name);
+        var create = Assert.Single(CallsFor(name));
+        Assert.Equal(("disk-create", PlanDiskBytes, DebianImage, false), (create.Command, create.SizeBytes, create.Template, create.Replace));
+        Assert.Contains($"target={path}' ]", f.Xld.ConfigOf("disk-legacy"));
+        Assert.DoesNotContain(DebianImage, f.Xld.ConfigOf("disk-legacy"));
+    }
 }
