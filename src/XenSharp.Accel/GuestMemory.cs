@@ -103,9 +103,7 @@ public sealed unsafe class GuestMemory : IDisposable
         get
         {
             if (_base == 0) return 0;
-            byte* st = stackalloc byte[Posix.StatSize];
-            Posix.Check(Posix.fstat(_fd, st), "fstat(memfd)");
-            return *(ulong*)(st + Posix.StatBlocksOffset) * 512;
+            return (ulong)Posix.FStat(_fd, "memfd").AllocatedBytes;
         }
     }
 

@@ -45,7 +45,43 @@ public static unsafe partial class Posix
     [LibraryImport("libc", SetLastError = true)]
     public static partial int fstat(int fd, byte* statbuf);
 
-    public const int StatSize = 144, StatBlocksOffset = 64;
+    /// <summary>Offsets in the x86-64 <c>struct stat</c>: st_mode (32-bit), st_size and st_blocks (64-bit).</summary>
+    public const int StatSize = 144, StatModeOffset = 24, StatSizeOffset = 48, StatBlocksOffset = 64;
+    public const uint S_IFMT = 0xF000, S_IFREG = 0x8000, S_IFDIR = 0x4000, S_IFBLK = 0x6000;
+
+    /// <summary>A file's type and permission bits, apparent size, and the bytes its blocks take on disk (st_blocks × 512).</summary>
+    public readonly record struct FileStat(uint Mode, long Size, long AllocatedBytes)
+    {
+        public uint Type => Mode & S_IFMT;
+    }
+
+    /// <summary>fstat(2) of an open descriptor; <paramref name="what"/> names it in the error.</summary>
+    public static FileStat FStat(int fd, string what)
+    {
+        byte* st = stackalloc byte[StatSize];
+        Check(fstat(fd, st), $"fstat({what})");
+        return ToFileStat(st);
+    }
+
+    [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int stat(string path, byte* statbuf);
+
+    /// <summary>stat(2) of a path (symbolic links followed), or null with <see cref="LastErrno"/> set.</summary>
+    public static FileStat? Stat(string path)
+    {
+        byte* st = stackalloc byte[StatSize];
+        return stat(path, st) == 0 ? ToFileStat(st) : null;
+    }
+
+    private static FileStat ToFileStat(byte* st) =>
+        new(*(uint*)(st + StatModeOffset), *(long*)(st + StatSizeOffset), *(long*)(st + StatBlocksOffset) * 512);
+
+    /// <summary>lseek(2); <see cref="SEEK_DATA"/>/<see cref="SEEK_HOLE"/> find a sparse file's allocated ranges.</summary>
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial long lseek(int fd, long offset, int whence);
+
+    public const int SEEK_DATA = 3, SEEK_HOLE = 4;
+    public const int O_NONBLOCK = 0x800;
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial int madvise(nint addr, nuint length, int advice);

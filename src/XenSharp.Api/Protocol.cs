@@ -174,3 +174,17 @@ public sealed record DomainStats(
 
 /// <summary>One vif ("vif") or vbd ("vbd") of <see cref="DomainStats"/>: for a vif Read is Rx and Write is Tx.</summary>
 public sealed record DeviceStats(string Kind, uint DevId, string Name, long ReadBytes, long WriteBytes, long ReadOps, long WriteOps);
+
+/// <summary>
+/// <c>disk-create</c>: a raw VPS disk NAME.img in xld's disk directory, <paramref name="SizeBytes"/> long: a sparse copy of
+/// <paramref name="Template"/> (an absolute path to a regular image file) grown to that size, or empty without one.
+/// An existing disk of that name is an error unless <paramref name="Replace"/>; either way a disk a running domain has
+/// attached is never touched.
+/// </summary>
+public sealed record DiskCreateArgs(string Name, long SizeBytes, string? Template = null, bool Replace = false);
+
+/// <summary><c>disk-delete</c>: names a disk in xld's disk directory.</summary>
+public sealed record DiskNameArgs(string Name);
+
+/// <summary>One VPS disk: its file, apparent size and the bytes the host's file system actually holds for it.</summary>
+public sealed record DiskRow(string Name, string Path, long SizeBytes, long AllocatedBytes);

@@ -41,6 +41,9 @@ public static class XlCommands
          xenstore-read       Read xenstore nodes
          xenstore-write      Write xenstore nodes (path value pairs)
          xenstore-rm         Remove xenstore nodes
+         disk-create         Create a VPS disk in xld's disk directory (-r replaces one)
+         disk-list           List the VPS disks with their size and allocated bytes
+         disk-delete         Delete a VPS disk
          token-create        Create a bearer token for xld's HTTP API (printed once)
          token-list          List the HTTP API tokens
          token-revoke        Revoke an HTTP API token
@@ -90,6 +93,9 @@ public static class XlCommands
                 "xenstore-read" => await XenstoreEach(xld, "read", a, stdout),
                 "xenstore-rm" => await XenstoreEach(xld, "rm", a, stdout),
                 "xenstore-write" => await XenstoreWrite(xld, a),
+                "disk-create" => await DiskCreate(xld, a, stdout),
+                "disk-list" => await DiskList(xld, stdout),
+                "disk-delete" => await Simple(xld, "disk-delete", a, "disk-delete <Name>", n => new DiskNameArgs(n)),
                 "token-create" => await TokenCreate(xld, a, stdout),
                 "token-list" => await TokenList(xld, stdout),
                 "token-revoke" => await Simple(xld, "token-revoke", a, "token-revoke <Name>", n => new TokenNameArgs(n)),
@@ -324,6 +330,30 @@ public static class XlCommands
         if (name is null) throw new UsageException("Usage: xl token-create <Name> [--scope admin|read]");
         var r = await xld.CallAsync<TokenCreateResult>("token-create", new TokenCreateArgs(name, scope));
         stdout.WriteLine(r.Token);
+        return 0;
+    }
+
+    /// <summary><c>xl disk-create [-r] NAME SIZE [TEMPLATE]</c>: SIZE as for mem-set (MiB, or with a b/k/m/g/t suffix).</summary>
+    private static async Task<int> DiskCreate(XldClient xld, string[] a, TextWriter stdout)
+    {
+        bool replace = a.Contains("-r");
+        var rest = a.Where(x => x != "-r").ToArray();
+        if (rest.Length is not (2 or 3) || rest.Any(x => x.StartsWith('-')))
+            throw new UsageException("Usage: xl disk-create [-r] <Name> <Size[b|k|m|g|t]> [<TemplateImage>]");
+        ulong size;
+        try { size = MemorySize.Parse(rest[1], "disk size"); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+        var template = rest.Length == 3 ? Path.GetFullPath(rest[2]) : null;
+        var d = await xld.CallAsync<DiskRow>("disk-create", new DiskCreateArgs(rest[0], (long)size, template, replace));
+        stdout.WriteLine(d.Path);
+        return 0;
+    }
+
+    private static async Task<int> DiskList(XldClient xld, TextWriter stdout)
+    {
+        stdout.WriteLine("Name                                   Size(MiB)  Alloc(MiB)  Path");
+        foreach (var d in await xld.CallAsync<DiskRow[]>("disk-list"))
+            stdout.WriteLine(string.Format(CultureInfo.InvariantCulture, "{0,-38} {1,10:F1} {2,11:F1}  {3}", d.Name, d.SizeBytes / 1048576.0, d.AllocatedBytes / 1048576.0, d.Path));
         return 0;
     }
 

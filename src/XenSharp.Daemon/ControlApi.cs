@@ -15,13 +15,13 @@ public sealed record Outcome(Response Response, Func<Stream, LineReader, Cancell
 /// The daemon's control API: each command validated and carried out through the toolstack. Every
 /// mutating command is logged with who asked.
 /// </summary>
-public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens, Action<string> audit)
+public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens, VpsDiskStore disks, Action<string> audit)
 {
     public Toolstack.Toolstack Toolstack => toolstack;
 
     /// <summary>Commands that change something: audited, and refused to read-only tokens.</summary>
     public static readonly IReadOnlySet<string> Mutating = new HashSet<string>
-        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin", "xenstore", "mem-set", "mem-max", "vcpu-set", "block-attach", "block-detach", "network-attach", "network-detach" };
+        { "create", "destroy", "shutdown", "pause", "unpause", "rename", "dmesg", "console", "token-create", "token-revoke", "sched-credit", "vcpu-pin", "xenstore", "mem-set", "mem-max", "vcpu-set", "block-attach", "block-detach", "network-attach", "network-detach", "disk-create", "disk-delete" };
 
     /// <summary>Commands only root on the unix socket may use: token management.</summary>
     public static readonly IReadOnlySet<string> LocalOnly = new HashSet<string> { "token-create", "token-list", "token-revoke" };
@@ -62,6 +62,9 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
                 "network-detach" => Detach(Args<DeviceDetachArgs>(request), block: false),
                 "mem-set" => Do(Args<MemArgs>(request) is var m ? new DomainArgs(m.Domain) : null!, d => toolstack.SetMemoryTarget(d, MemorySize.Parse(m.Size))),
                 "mem-max" => Do(Args<MemArgs>(request) is var mx ? new DomainArgs(mx.Domain) : null!, d => toolstack.SetMaximumMemory(d, MemorySize.Parse(mx.Size))),
+                "disk-create" => Ok(disks.Create(Args<DiskCreateArgs>(request))),
+                "disk-delete" => Args<DiskNameArgs>(request) is var dd ? Do(() => disks.Delete(dd.Name)) : null!,
+                "disk-list" => Ok(disks.List()),
                 "token-create" => Ok(CreateToken(Args<TokenCreateArgs>(request), caller)),
                 "token-list" => Ok(tokens.List().Select(t => new TokenSummary(t.Name, t.Scope.ToString().ToLowerInvariant(), t.CreatedUtc)).ToArray()),
                 "token-revoke" => RevokeToken(Args<TokenNameArgs>(request)),
@@ -69,7 +72,7 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
             };
         }
         catch (Exception e) when (e is ToolstackException or HostMemoryExhaustedException or DomainExistsException
-                                      or ArgumentException or InvalidOperationException or ConfigException or IOException
+                                      or ArgumentException or InvalidOperationException or ConfigException or IOException or UnauthorizedAccessException
                                       or XenSharp.Hypervisor.Hvm.ImageFormatException or XenSharp.Accel.AcceleratorUnavailableException)
         {
             return new Outcome(Response.Failure(e.Message));
@@ -86,9 +89,11 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
 
     private static Outcome Ok<T>(T result) => new(Response.Success(result));
 
-    private Outcome Do(DomainArgs args, Action<Domain> action)
+    private Outcome Do(DomainArgs args, Action<Domain> action) => Do(() => action(toolstack.Resolve(args.Domain)));
+
+    private static Outcome Do(Action action)
     {
-        action(toolstack.Resolve(args.Domain));
+        action();
         return new Outcome(Response.Success());
     }
 
@@ -295,29 +300,6 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
                 linked.Cancel();
             }
         });
-    }
-}
-
-/// <summary>Sizes as xl takes them: a number of MiB, or a number with a b, k, m, g or t suffix.</summary>
-public static class MemorySize
-{
-    public static ulong Parse(string text)
-    {
-        var t = text.Trim().ToLowerInvariant();
-        int shift = 20;
-        if (t.Length > 0 && char.IsLetter(t[^1]))
-        {
-            shift = t[^1] switch
-            {
-                'b' => 0, 'k' => 10, 'm' => 20, 'g' => 30, 't' => 40,
-                _ => throw new ArgumentException($"memory size '{text}': unknown suffix '{t[^1]}' (use b, k, m, g or t)"),
-            };
-            t = t[..^1];
-        }
-        if (!ulong.TryParse(t, out ulong n) || n == 0 || n > (ulong.MaxValue >> shift))
-            throw new ArgumentException($"memory size '{text}': expected a positive whole number, optionally with a b/k/m/g/t suffix");
-        ulong bytes = n << shift;
-        return (bytes + 4095) & ~4095UL;
     }
 }
 

@@ -13,7 +13,8 @@ public sealed record DaemonOptions(
     string? TlsKey = null,
     string XenstoredSocket = "/run/xenstored/socket",
     string CgroupName = "xensharp",
-    string? AutoDirectory = "/etc/xen/auto")
+    string? AutoDirectory = "/etc/xen/auto",
+    string DiskDirectory = VpsDiskStore.DefaultDirectory)
 {
     public const string Usage = """
         usage: xld [options]
@@ -26,6 +27,7 @@ public sealed record DaemonOptions(
           --xenstored-socket PATH  where dom0 tools reach xenstored (default /run/xenstored/socket)
           --cgroup NAME            CPU cgroup holding this xld's domains (default xensharp)
           --auto-dir DIR           create every domain config in DIR at start, as xendomains (default /etc/xen/auto; "none": off)
+          --disk-dir DIR           VPS disks made by disk-create (default /var/lib/xensharp/disks, created 0700)
           --http ADDR:PORT         also serve the HTTP API (bearer tokens from 'xl token-create'), e.g. 127.0.0.1:8750
           --tls-cert PEM --tls-key PEM   serve it over TLS
           --probe-kvm              say whether /dev/kvm is usable here, and why not (exit status 0 when usable)
@@ -50,6 +52,7 @@ public sealed record DaemonOptions(
                 "--cgroup" => o with { CgroupName = Value() is var g && g.Length > 0 && !g.Contains('/') && g is not "." and not ".." ? g : throw new ArgumentException($"--cgroup {g}: expected a plain group name") },
                 "--tls-cert" => o with { TlsCert = Value() },
                 "--auto-dir" => o with { AutoDirectory = Value() is var d && d != "none" ? d : null },
+                "--disk-dir" => o with { DiskDirectory = Value() },
                 "--tls-key" => o with { TlsKey = Value() },
                 "-h" or "--help" => o with { Help = true },
                 _ => throw new ArgumentException($"unknown option '{args[i]}'"),

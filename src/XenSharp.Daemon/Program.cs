@@ -64,7 +64,8 @@ await using var xenstored = new XenSharp.Dom0.Xenstore.XenstoreSocketServer(stor
 xenstored.Start();
 Log($"xenstored serving {options.XenstoredSocket}");
 var tokens = new TokenStore(options.StateDirectory);
-var api = new ControlApi(toolstack, tokens, m => Log("audit: " + m));
+var disks = new VpsDiskStore(options.DiskDirectory, VpsDiskStore.AttachedIn(toolstack));
+var api = new ControlApi(toolstack, tokens, disks, m => Log("audit: " + m));
 ControlServer server;
 try
 {

@@ -30,6 +30,7 @@ public static class PanelApp
         s.AddSingleton(new Db(cs));
         s.AddSingleton<Store>();
         s.AddSingleton<LoginService>();
+        s.AddSingleton<VpsDisks>();
         s.AddSingleton<VpsService>();
         s.AddSingleton<AdminService>();
         s.AddSingleton<TrafficAccounting>();

@@ -19,7 +19,12 @@ public static class AtomicFile
             f.Flush(flushToDisk: true);
         }
         File.Move(temp, path, overwrite: true);
-        // The rename is durable only once the directory entry is on disk.
+        SyncDirectory(dir);
+    }
+
+    /// <summary>fsyncs a directory: a rename into it is durable only once the directory entry is on disk.</summary>
+    public static void SyncDirectory(string dir)
+    {
         int fd = Posix.open(dir, Posix.O_RDONLY | Posix.O_DIRECTORY | Posix.O_CLOEXEC);
         if (fd >= 0)
         {

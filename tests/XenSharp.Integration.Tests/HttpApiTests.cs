@@ -13,27 +13,11 @@ public sealed class HttpApiTests : IClassFixture<XldFixture>
 
     public HttpApiTests(XldFixture xld) => _xld = xld;
 
-    private string Token(string name, string scope = "admin")
-    {
-        var r = _xld.Xl("token-create", name, "--scope", scope);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        return r.Stdout.Trim();
-    }
+    private string Token(string name, string scope = "admin") => _xld.HttpToken(name, scope);
 
-    private HttpClient Client(string? token)
-    {
-        var c = new HttpClient { BaseAddress = _xld.HttpBase };
-        if (token is not null) c.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        return c;
-    }
+    private HttpClient Client(string? token) => _xld.HttpClient(token);
 
-    private static async Task<(HttpStatusCode, JsonElement)> Post(HttpClient c, string command, object? body = null)
-    {
-        var content = new StringContent(body is null ? "" : JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
-        using var r = await c.PostAsync(command, content);
-        var json = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone();
-        return (r.StatusCode, json);
-    }
+    private static Task<(HttpStatusCode, JsonElement)> Post(HttpClient c, string command, object? body = null) => XldFixture.Post(c, command, body);
 
     [Fact]
     public async Task RequestsWithoutAValidTokenAreRefused()

@@ -20,6 +20,8 @@ public sealed class XldFixture : IDisposable
     /// <summary>This xld's own CPU cgroup, so that fixtures running side by side do not share domain groups.</summary>
     public string CgroupName { get; } = $"xensharp-it-{Environment.ProcessId}-{Guid.NewGuid():N}"[..32];
     public string LogDirectory => Path.Combine(Directory, "log");
+    /// <summary>xld's --disk-dir: where disk-create puts VPS disks.</summary>
+    public string DiskDirectory => Path.Combine(Directory, "disks");
 
     public XldFixture() : this(autoDirectory: null) { }
 
@@ -33,7 +35,7 @@ public sealed class XldFixture : IDisposable
         HttpPort = FreePort();
         var psi = Dotnet(Paths.Xld, "--socket", SocketPath, "--state-dir", Path.Combine(Directory, "state"),
             "--log-dir", LogDirectory, "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{HttpPort}",
-            "--xenstored-socket", XenstoredSocket, "--cgroup", CgroupName, "--auto-dir", autoDirectory ?? "none");
+            "--xenstored-socket", XenstoredSocket, "--cgroup", CgroupName, "--auto-dir", autoDirectory ?? "none", "--disk-dir", DiskDirectory);
         // XENSHARP_TEST_ACCEL=emu|kvm pins the accelerator (scripts/test.sh runs this project once more on the software
         // CPU where KVM is usable, so the fallback for KVM-less hosts stays tested); unset, xld picks.
         if (Environment.GetEnvironmentVariable("XENSHARP_TEST_ACCEL") is { Length: > 0 } accel)
@@ -60,6 +62,30 @@ public sealed class XldFixture : IDisposable
     /// <summary>Where xld serves its HTTP API (bearer tokens from <c>xl token-create</c>).</summary>
     public int HttpPort { get; }
     public Uri HttpBase => new($"http://127.0.0.1:{HttpPort}/api/v1/");
+
+    /// <summary>A bearer token for the HTTP API, made with the real <c>xl token-create</c>.</summary>
+    public string HttpToken(string name, string scope = "admin")
+    {
+        var r = Xl("token-create", name, "--scope", scope);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        return r.Stdout.Trim();
+    }
+
+    public HttpClient HttpClient(string? token)
+    {
+        var c = new HttpClient { BaseAddress = HttpBase };
+        if (token is not null) c.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        return c;
+    }
+
+    /// <summary>POSTs a command with <paramref name="body"/> as its JSON arguments; returns the status and xld's reply.</summary>
+    public static async Task<(System.Net.HttpStatusCode, System.Text.Json.JsonElement)> Post(HttpClient c, string command, object? body = null)
+    {
+        var content = new StringContent(body is null ? "" : System.Text.Json.JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
+        using var r = await c.PostAsync(command, content);
+        var json = System.Text.Json.JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.Clone();
+        return (r.StatusCode, json);
+    }
 
     private static int FreePort()
     {

@@ -26,6 +26,12 @@ public sealed class FakeXld : IAsyncDisposable
     /// <summary>Refuse every mem-set, as a host whose domain has a lower maxmem would.</summary>
     public bool RefuseMemSet { get; set; }
     public ConcurrentQueue<string> Commands { get; } = new();
+    /// <summary>Refuse every disk-create, as a host out of space would.</summary>
+    public bool FailDiskCreate { get; set; }
+    /// <summary>Every disk-create and disk-delete, in order, with its arguments.</summary>
+    public ConcurrentQueue<DiskCall> DiskCalls { get; } = new();
+    private readonly ConcurrentDictionary<string, long> _disks = new();
+    public const string DiskDir = "/fake/disks";
     public string? LastConfig { get; private set; }
     private static string? LastConfigStatic;
 
@@ -65,6 +71,10 @@ public sealed class FakeXld : IAsyncDisposable
                 "destroy" or "shutdown" when Arg("reboot") == "true" || Arg("reboot") == "True" =>
                     _doms.TryGetValue(Arg("domain"), out var d) ? Set(d with { Started = DateTime.UtcNow }) : Fail($"no domain {Arg("domain")}"),
                 "destroy" or "shutdown" => _doms.TryRemove(Arg("domain"), out _) ? Ok(null) : Fail($"no domain {Arg("domain")}"),
+                "disk-create" => CreateDisk(new DiskCall(command, Arg("name"), long.Parse(Arg("sizeBytes")), args.TryGetProperty("template", out var t) ? t.GetString() : null,
+                    args.TryGetProperty("replace", out var rp) && rp.GetBoolean())),
+                "disk-delete" => DeleteDisk(new DiskCall(command, Arg("name"), 0, null, false)),
+                "disk-list" => Ok(_disks.OrderBy(d => d.Key).Select(d => new { name = d.Key, path = DiskPath(d.Key), sizeBytes = d.Value, allocatedBytes = 0 })),
                 "rename" => _doms.TryRemove(Arg("domain"), out var r) ? Set(r with { Name = Arg("newName") }) : Fail("no such domain"),
                 _ => Fail($"unknown command {command}"),
             };
@@ -106,6 +116,31 @@ public sealed class FakeXld : IAsyncDisposable
         _doms[name] = d;
         return Ok(new { domainId = d.Id, name, warnings = Array.Empty<string>() });
     }
+
+    public sealed record DiskCall(string Command, string Name, long SizeBytes, string? Template, bool Replace);
+
+    public static string DiskPath(string name) => $"{DiskDir}/{name}.img";
+
+    private IResult CreateDisk(DiskCall c)
+    {
+        DiskCalls.Enqueue(c);
+        if (FailDiskCreate) return Fail("no space left on the disk directory (simulated)");
+        if (!c.Replace && _disks.ContainsKey(c.Name)) return Fail($"disk '{c.Name}' exists ({DiskPath(c.Name)}); ask for replace to overwrite it");
+        _disks[c.Name] = c.SizeBytes;
+        return Ok(new { name = c.Name, path = DiskPath(c.Name), sizeBytes = c.SizeBytes, allocatedBytes = 0 });
+    }
+
+    private IResult DeleteDisk(DiskCall c)
+    {
+        DiskCalls.Enqueue(c);
+        return _disks.TryRemove(c.Name, out _) ? Ok(null) : Fail($"no such disk '{c.Name}' ({DiskPath(c.Name)})");
+    }
+
+    public bool HasDisk(string name) => _disks.ContainsKey(name);
+    /// <summary>Deletes a disk behind the panel's back, as an admin on the host might.</summary>
+    public void LoseDisk(string name) => _disks.TryRemove(name, out _);
+    /// <summary>The config the running domain was created from.</summary>
+    public string ConfigOf(string name) => _doms[name].Config;
 
     public bool Has(string name) => _doms.ContainsKey(name);
     public int MemoryOf(string name) => _doms[name].Memory;

@@ -62,7 +62,7 @@ public sealed class RealXld : IDisposable
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in new[] { Repo.Xld, "--socket", Sock, "--state-dir", Path.Combine(Dir, "state"), "--log-dir", Path.Combine(Dir, "log"),
                      "--host-reserve-mib", "1024", "--shutdown-timeout", "5", "--http", $"127.0.0.1:{port}",
-                     "--xenstored-socket", Path.Combine(Dir, "xenstored.sock") })
+                     "--xenstored-socket", Path.Combine(Dir, "xenstored.sock"), "--disk-dir", Path.Combine(Dir, "disks") })
             psi.ArgumentList.Add(a);
         _xld = Process.Start(psi)!;
         _xld.OutputDataReceived += (_, e) => { lock (_out) _out.AppendLine(e.Data); };

@@ -83,6 +83,10 @@ public sealed class Db(string connectionString)
             vps_id {int} PRIMARY KEY REFERENCES vps(id) ON DELETE CASCADE, domid {int} NOT NULL,
             rx_bytes {int} NOT NULL, tx_bytes {int} NOT NULL);
         """,
+        // 4: the VPS's own disk on its host (made by xld's disk-create from the template's root image); '' for none.
+        """
+        ALTER TABLE vps ADD COLUMN disk_path TEXT NOT NULL DEFAULT '';
+        """,
     ];
 
     /// <summary>Applies the steps the database has not seen yet; running it again, or from a second panel, is a no-op.</summary>

@@ -21,7 +21,7 @@ public sealed record OsTemplate(long Id, string Name, string Type, string Kernel
 public sealed record IpPool(long Id, string Name, string Cidr, string Gateway, string RangeStart, string RangeEnd, long? HostId);
 
 public sealed record Vps(long Id, string Name, long OwnerId, string OwnerName, long HostId, string HostName, long PlanId, string PlanName,
-    long TemplateId, string TemplateName, int MemoryMiB, int Vcpus, string? Ip, DateTime CreatedAt, bool? LastSeenRunning = null);
+    long TemplateId, string TemplateName, int MemoryMiB, int Vcpus, string? Ip, DateTime CreatedAt, bool? LastSeenRunning = null, string DiskPath = "");
 
 public sealed record AuditEntry(long Id, DateTime At, long? UserId, string Username, string Ip, string Action, string Target, string Detail);
 

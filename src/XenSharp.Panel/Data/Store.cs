@@ -171,12 +171,13 @@ public sealed class Store(Db db)
     private const string VpsSelect = """
         SELECT v.id, v.name, v.owner_id, u.username, v.host_id, h.name, v.plan_id, p.name, v.template_id, t.name, v.memory_mib, v.vcpus,
                (SELECT address FROM ip_addresses a WHERE a.vps_id = v.id LIMIT 1), v.created_at,
-               (SELECT running FROM vps_samples s WHERE s.vps_id = v.id ORDER BY s.at DESC LIMIT 1)
+               (SELECT running FROM vps_samples s WHERE s.vps_id = v.id ORDER BY s.at DESC LIMIT 1), v.disk_path
         FROM vps v JOIN users u ON u.id = v.owner_id JOIN hosts h ON h.id = v.host_id JOIN plans p ON p.id = v.plan_id
              JOIN templates t ON t.id = v.template_id
         """;
     private static Vps MapVps(DbDataReader r) => new(r.GetInt64(0), r.GetString(1), r.GetInt64(2), r.GetString(3), r.GetInt64(4), r.GetString(5),
-        r.GetInt64(6), r.GetString(7), r.GetInt64(8), r.GetString(9), r.GetInt32(10), r.GetInt32(11), StrOrNull(r, 12), Date(r, 13), r.IsDBNull(14) ? null : r.GetInt64(14) != 0);
+        r.GetInt64(6), r.GetString(7), r.GetInt64(8), r.GetString(9), r.GetInt32(10), r.GetInt32(11), StrOrNull(r, 12), Date(r, 13), r.IsDBNull(14) ? null : r.GetInt64(14) != 0,
+        r.GetString(15));
 
     /// <summary>The VPS if <paramref name="asker"/> may see it (its owner, or an admin); otherwise null, which callers turn into 404.</summary>
     public Vps? GetVps(long id, User asker) =>
@@ -243,6 +244,7 @@ public sealed class Store(Db db)
     }
 
     public void RenameVps(long id, string name) => Exec("UPDATE vps SET name=@n WHERE id=@id", ("@n", name), ("@id", id));
+    public void SetVpsDisk(long id, string path) => Exec("UPDATE vps SET disk_path=@d WHERE id=@id", ("@d", path), ("@id", id));
     public void SetVpsTemplate(long id, long templateId) => Exec("UPDATE vps SET template_id=@t WHERE id=@id", ("@t", templateId), ("@id", id));
     public void ResizeVps(long id, long planId, int memoryMiB, int vcpus) =>
         Exec("UPDATE vps SET plan_id=@p, memory_mib=@m, vcpus=@v WHERE id=@id", ("@p", planId), ("@m", memoryMiB), ("@v", vcpus), ("@id", id));

@@ -12,7 +12,7 @@ public sealed record VpsStatus(string State, bool Running, double CpuSeconds, ul
 /// Every VPS operation the UI and the API offer. Validation happens before anything is written; a create whose
 /// boot fails is removed again, so a refused request leaves nothing behind.
 /// </summary>
-public sealed class VpsService(Store store, XldClients xld, ILogger<VpsService> log)
+public sealed class VpsService(Store store, XldClients xld, VpsDisks disks, ILogger<VpsService> log)
 {
     public Vps Get(long id, User asker) => store.GetVps(id, asker) ?? throw PanelProblem.NotFound("VPS");
 
@@ -43,21 +43,36 @@ public sealed class VpsService(Store store, XldClients xld, ILogger<VpsService> 
         }
 
         var id = store.CreateVps(name!, owner.Id, host.Id, plan, tpl.Id);
-        var vps = store.GetVps(id, a.User with { Role = Roles.Admin })!;
+        try { await disks.ProvisionAsync(Reload(a, id), tpl, replace: false, ct); }
+        catch (XldException e)
+        {
+            store.DeleteVps(id);
+            throw new PanelProblem(502, $"the host could not make the VPS's disk, nothing was created: {e.Message}");
+        }
         if (boot)
         {
-            try { await BootAsync(a, vps, ct); }
+            try { await BootAsync(a, Reload(a, id), ct); }
             catch (Exception e) when (e is XldException or PanelProblem)
             {
+                await DiscardDiskAsync(Reload(a, id));
                 store.DeleteVps(id);
                 throw new PanelProblem(502, $"the host could not start the VPS, nothing was created: {e.Message}");
             }
         }
         store.Audit(a.User.Id, a.User.Username, a.Ip, "vps.create", $"vps:{id}:{name}", $"host={host.Name} plan={plan.Name} template={tpl.Name} owner={owner.Username}");
-        return store.GetVps(id, a.User with { Role = Roles.Admin })!;
+        return Reload(a, id);
     }
 
-    /// <summary>The xl.cfg the host gets for this VPS: plan sizes, template boot files, the scheduler weights.</summary>
+    private Vps Reload(Actor a, long id) => store.GetVps(id, a.User with { Role = Roles.Admin })!;
+
+    /// <summary>Rolls back a new VPS's disk; should the host refuse even that, the disk is logged, not the cause hidden.</summary>
+    private async Task DiscardDiskAsync(Vps v)
+    {
+        try { await disks.RemoveAsync(v, CancellationToken.None); }
+        catch (XldException e) { log.LogWarning("could not delete disk {Disk} of the VPS that failed to start: {Error}", v.DiskPath, e.Message); }
+    }
+
+    /// <summary>The xl.cfg the host gets for this VPS: plan sizes, template boot files, its own disk, the scheduler weights.</summary>
     public string ConfigFor(Vps v)
     {
         var plan = store.GetPlan(v.PlanId)!;
@@ -75,7 +90,7 @@ public sealed class VpsService(Store store, XldClients xld, ILogger<VpsService> 
         sb.Append(CultureInfo.InvariantCulture, $"vcpus = {v.Vcpus}\n");
         sb.Append(CultureInfo.InvariantCulture, $"cpu_weight = {plan.CpuWeight}\n");
         if (plan.CpuCap > 0) sb.Append(CultureInfo.InvariantCulture, $"cap = {plan.CpuCap}\n");
-        if (tpl.RootImage.Length > 0) sb.Append(CultureInfo.InvariantCulture, $"disk = [ 'format=raw, vdev=xvda, access=rw, target={tpl.RootImage}' ]\n");
+        if (v.DiskPath.Length > 0) sb.Append(CultureInfo.InvariantCulture, $"disk = [ 'format=raw, vdev=xvda, access=rw, target={v.DiskPath}' ]\n");
         if (v.Ip is { } ip)
         {
             var rate = plan.RateMbps > 0 ? $", rate={plan.RateMbps}Mb/s" : "";
@@ -105,6 +120,12 @@ public sealed class VpsService(Store store, XldClients xld, ILogger<VpsService> 
 
     public async Task BootAsync(Actor a, Vps v, CancellationToken ct)
     {
+        // A VPS from before per-VPS disks (or whose template got a root image since) gets its own disk first.
+        if (v.DiskPath.Length == 0 && store.GetTemplate(v.TemplateId)! is { RootImage.Length: > 0 } tpl)
+        {
+            await disks.ProvisionAsync(v, tpl, replace: false, ct);
+            v = Reload(a, v.Id);
+        }
         var host = store.GetHost(v.HostId)!;
         var r = await xld.For(host).CreateAsync(ConfigFor(v), $"panel/vps-{v.Id}.cfg", ct);
         foreach (var w in r.Warnings) log.LogInformation("boot {Vps}: {Warning}", v.Name, w);
@@ -123,16 +144,20 @@ public sealed class VpsService(Store store, XldClients xld, ILogger<VpsService> 
         store.Audit(a.User.Id, a.User.Username, a.Ip, "vps.force-off", Target(v));
     }
 
-    /// <summary>Reinstalls from a template. The caller must repeat the VPS's name as confirmation: this wipes the server.</summary>
+    /// <summary>
+    /// Reinstalls from a template: the VPS's disk is replaced by a fresh copy of the template's root image. The caller
+    /// must repeat the VPS's name as confirmation: this wipes the server.
+    /// </summary>
     public async Task RebuildAsync(Actor a, Vps v, long templateId, string? confirm, CancellationToken ct)
     {
         var tpl = store.GetTemplate(templateId) ?? throw PanelProblem.Invalid("templateId", "no such template");
         if (confirm != v.Name) throw PanelProblem.Invalid("confirm", "type the VPS's name to confirm the rebuild");
         var running = (await StatusAsync(v, ct)).Running;
         if (running) await Client(v).DestroyAsync(v.Name, ct);
+        await disks.ProvisionAsync(v, tpl, replace: true, ct);
         store.SetVpsTemplate(v.Id, tpl.Id);
         store.Audit(a.User.Id, a.User.Username, a.Ip, "vps.rebuild", Target(v), $"template={tpl.Name}");
-        await BootAsync(a, store.GetVps(v.Id, a.User with { Role = Roles.Admin })!, ct);
+        await BootAsync(a, Reload(a, v.Id), ct);
     }
 
     public async Task RenameAsync(Actor a, Vps v, string? newName, CancellationToken ct)
@@ -185,6 +210,8 @@ public sealed class VpsService(Store store, XldClients xld, ILogger<VpsService> 
         var status = await StatusAsync(v, ct);
         if (status.Error is not null) throw new PanelProblem(502, $"cannot reach the host to make sure the VPS is off: {status.Error}");
         if (status.Running) await Client(v).DestroyAsync(v.Name, ct);
+        try { await disks.RemoveAsync(v, ct); }
+        catch (XldException e) { throw new PanelProblem(502, $"the host could not delete the VPS's disk, the VPS was kept: {e.Message}"); }
         store.DeleteVps(v.Id);
         store.Audit(a.User.Id, a.User.Username, a.Ip, "vps.delete", Target(v));
     }

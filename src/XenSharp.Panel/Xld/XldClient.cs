@@ -19,6 +19,9 @@ public sealed record XldStats(string Name, uint Id, double CpuSeconds, ulong All
 
 public sealed record XldHostInfo(string Host, string Release, int NrCpus, ulong TotalMemoryMiB, ulong FreeMemoryMiB, string XenVersion, string Accelerator, double UptimeSeconds);
 
+/// <summary>A VPS disk in the host's disk directory (xld's disk-create / disk-list).</summary>
+public sealed record XldDisk(string Name, string Path, long SizeBytes, long AllocatedBytes);
+
 public sealed record XldCreateResult(uint DomainId, string Name, IReadOnlyList<string> Warnings);
 
 /// <summary>An error xld reported ({"ok":false}) or a failure to reach it; the message is shown to the user.</summary>
@@ -82,6 +85,15 @@ public sealed class XldClient(HttpClient http, Uri baseUri, string token)
     /// <summary>The running domain's new memory target (<c>xl mem-set</c>): the guest's balloon driver follows it.</summary>
     public Task MemSetAsync(string domain, int memoryMiB, CancellationToken ct) =>
         CallAsync("mem-set", new { domain, size = $"{memoryMiB}m" }, ct);
+
+    /// <summary>
+    /// Makes the host's disk <paramref name="name"/>: a sparse copy of <paramref name="template"/> (a path on the host)
+    /// grown to <paramref name="sizeBytes"/>, or an empty one; <paramref name="replace"/> overwrites an existing disk.
+    /// </summary>
+    public Task<XldDisk> DiskCreateAsync(string name, long sizeBytes, string? template, bool replace, CancellationToken ct) =>
+        CallAsync<XldDisk>("disk-create", new { name, sizeBytes, template, replace }, ct);
+    public Task DiskDeleteAsync(string name, CancellationToken ct) => CallAsync("disk-delete", new { name }, ct);
+    public Task<List<XldDisk>> DiskListAsync(CancellationToken ct) => CallAsync<List<XldDisk>>("disk-list", null, ct);
 
     /// <summary>Opens xld's console WebSocket for <paramref name="domain"/>.</summary>
     public async Task<ClientWebSocket> OpenConsoleAsync(string domain, CancellationToken ct)
