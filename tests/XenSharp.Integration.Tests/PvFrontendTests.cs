@@ -82,6 +82,48 @@ public sealed class PvFrontendTests : IClassFixture<XldFixture>
         Assert.True(before.All(b => b == 0), "the guest wrote outside the sectors it reported");
     }
 
+    /// <summary>
+    /// A qcow2 overlay on a raw template, as a VPS disk: the guest's blkfront writes, flushes and reads back through
+    /// xl's format=qcow2; qemu-img then finds the overlay consistent and holding the guest's sectors, and the template
+    /// is unchanged.
+    /// </summary>
+    [SkippableFact]
+    public void AQcow2OverlayTakesTheGuestsWritesAndLeavesItsBackingFileAlone()
+    {
+        Skip.If(Which("qemu-img") is null, "qemu-img is not installed (scripts/setup.sh installs qemu-utils)");
+        var template = Image("front-template.img", 16);
+        using (var t = new FileStream(template, FileMode.Open, FileAccess.Write)) { t.Position = 300 * 512; t.Write(Pattern(300)); }
+        var templateBytes = File.ReadAllBytes(template);
+        var overlay = Path.Combine(_xld.Directory, "front-overlay.qcow2");
+        Assert.Equal(0, RunTool("qemu-img", "create", "-q", "-f", "qcow2", "-b", template, "-F", "raw", overlay).Code);
+        Create("fe-qcow2", "blksector=200", $"disk = [ \"{overlay},qcow2,xvda,rw\" ]\non_poweroff = \"destroy\"");
+        WaitConsole("fe-qcow2", "PVTEST done");
+        var log = _xld.ConsoleLog("fe-qcow2");
+        Assert.Contains("PVTEST blk ok sectors=32768 wrote=32 at=200 flush=flush-cache", log);
+        Assert.DoesNotContain("FAIL", log);
+        XldFixture.WaitUntil(() => !Listed("fe-qcow2"), Timeout, () => _xld.Xl("list").Stdout);
+        var check = RunTool("qemu-img", "check", overlay);
+        Assert.True(check.Code == 0, check.Output);
+        var raw = Path.Combine(_xld.Directory, "front-overlay.raw");
+        Assert.Equal(0, RunTool("qemu-img", "convert", "-O", "raw", overlay, raw).Code);
+        AssertPatternInFile(raw, 200, 32);
+        AssertPatternInFile(raw, 300, 1); // read through to the template
+        Assert.True(File.ReadAllBytes(template).AsSpan().SequenceEqual(templateBytes), "the backing file changed");
+    }
+
+    private static string? Which(string tool) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
+
+    private static (int Code, string Output) RunTool(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output);
+    }
+
     [SkippableFact]
     public void AReadOnlyDiskAnswersWritesWithAnError()
     {
