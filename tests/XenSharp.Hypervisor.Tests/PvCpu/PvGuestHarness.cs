@@ -74,6 +74,16 @@ internal sealed class PvGuestHarness : IDisposable
         return _shutdown.Wait(timeout);
     }
 
+    /// <summary>Runs the guest and expects it to power off without printing FAIL.</summary>
+    public void RunToPoweroff(Xunit.Abstractions.ITestOutputHelper output)
+    {
+        bool done = Run(TimeSpan.FromSeconds(30));
+        output.WriteLine(Log);
+        Assert.True(done, "guest did not shut down");
+        Assert.DoesNotContain("FAIL", Log);
+        Assert.Equal(ShutdownReason.Poweroff, Domain.ShutdownReason);
+    }
+
     public void Dispose() => Hypervisor.Dispose();
 
     private sealed class Writer : CodeWriter
@@ -102,6 +112,17 @@ internal static class GuestAsm
     }
 
     /// <summary>sched_op(SCHEDOP_shutdown, &amp;reason) with the reason in a scratch slot on the stack.</summary>
+    /// <summary>The failure tail: at <paramref name="fail"/>, print "FAIL" and shut down with reason 1 (reboot).</summary>
+    public static void FailTail(this Assembler a, Label fail)
+    {
+        var msg = a.CreateLabel();
+        a.Label(ref fail);
+        a.Print(msg, 5);
+        a.Shutdown(1);
+        a.Label(ref msg);
+        a.db(System.Text.Encoding.ASCII.GetBytes("FAIL\n"));
+    }
+
     public static void Shutdown(this Assembler a, int reason)
     {
         a.push(reason);

@@ -298,7 +298,7 @@ public sealed class PvGuestPortTests(ITestOutputHelper output)
     {
         using var h = new PvGuestHarness(accel, a =>
         {
-            var fail = a.CreateLabel(); var wait = a.CreateLabel(); var moved = a.CreateLabel(); var msg = a.CreateLabel();
+            var fail = a.CreateLabel(); var wait = a.CreateLabel(); var moved = a.CreateLabel();
             // Linux's quick_pit_calibrate opening: gate on, channel 2 mode 0, count 0xffff.
             a.@in(al, 0x61); a.and(al, unchecked((byte)~0x02)); a.or(al, 1); a.@out(0x61, al);
             a.mov(al, 0xb0); a.@out(0x43, al);
@@ -317,16 +317,9 @@ public sealed class PvGuestPortTests(ITestOutputHelper output)
             a.mov(dx, 0xcfc); a.@in(eax, dx); a.cmp(eax, -1); a.jne(fail);
             a.@in(al, 0x40); a.cmp(al, 0xff); a.jne(fail);
             a.Shutdown(0);
-            a.Label(ref fail);
-            a.Print(msg, 5);
-            a.Shutdown(1);
-            a.Label(ref msg);
-            a.db(System.Text.Encoding.ASCII.GetBytes("FAIL\n"));
+            a.FailTail(fail);
         });
-        bool done = h.Run(TimeSpan.FromSeconds(30));
-        output.WriteLine(h.Log);
-        Assert.True(done, "guest did not shut down");
-        Assert.Equal(ShutdownReason.Poweroff, h.Domain.ShutdownReason);
+        h.RunToPoweroff(output);
         var counters = DomainPerfCounters.Of(h.Domain).ToDictionary(c => c.Name, c => c.Value);
         Assert.InRange(counters["ioport/0x0042"], 4, 4002);
         Assert.Equal(2, counters["ioport/0x0061"]);
@@ -347,7 +340,7 @@ public sealed class PvGuestSoftwareInterruptTests(ITestOutputHelper output)
         using var h = new PvGuestHarness(accel, a =>
         {
             var table = a.CreateLabel(); var h80 = a.CreateLabel(); var h3 = a.CreateLabel(); var after80 = a.CreateLabel();
-            var after3 = a.CreateLabel(); var fail = a.CreateLabel(); var start = a.CreateLabel(); var msg = a.CreateLabel();
+            var after3 = a.CreateLabel(); var fail = a.CreateLabel(); var start = a.CreateLabel();
             var int81 = a.CreateLabel(); var hgp = a.CreateLabel();
             a.jmp(start);
             a.Label(ref table);
@@ -394,16 +387,8 @@ public sealed class PvGuestSoftwareInterruptTests(ITestOutputHelper output)
             a.mov(r13d, 2);
             a.pop(rcx); a.pop(r11); a.push(0); a.push(rcx); a.push(r11); a.push(rax); a.Hypercall(23);
 
-            a.Label(ref fail);
-            a.Print(msg, 5);
-            a.Shutdown(1);
-            a.Label(ref msg);
-            a.db(System.Text.Encoding.ASCII.GetBytes("FAIL\n"));
+            a.FailTail(fail);
         });
-        bool done = h.Run(TimeSpan.FromSeconds(30));
-        output.WriteLine(h.Log);
-        Assert.True(done, "guest did not shut down");
-        Assert.DoesNotContain("FAIL", h.Log);
-        Assert.Equal(ShutdownReason.Poweroff, h.Domain.ShutdownReason);
+        h.RunToPoweroff(output);
     }
 }
