@@ -38,7 +38,8 @@ public sealed class BrowserTests(E2eFixture f, ITestOutputHelper output) : IAsyn
         await page.FillAsync("#f-username", user);
         await page.FillAsync("#f-password", E2eFixture.Password);
         await page.ClickAsync("#login");
-        await page.WaitForURLAsync(f.Panel.Url + "/");
+        // The dashboard's HTML is what the next steps read; its deferred scripts need not have run yet.
+        await page.WaitForURLAsync(f.Panel.Url + "/", new PageWaitForURLOptions { WaitUntil = WaitUntilState.DOMContentLoaded });
         return page;
     }
 

@@ -69,6 +69,10 @@ public sealed class E2eFixture : IAsyncLifetime
     }
 }
 
-/// <summary>One xld, one panel and one browser for all end-to-end classes, which then run one after another.</summary>
-[CollectionDefinition("e2e")]
+/// <summary>
+/// One xld, one panel and one browser for all end-to-end classes, which then run one after another, and alone: beside
+/// the other test classes (a PostgreSQL server starting, stores migrating) a cold first page load in Chromium has
+/// overrun its minute on a 2-core machine.
+/// </summary>
+[CollectionDefinition("e2e", DisableParallelization = true)]
 public sealed class E2eCollection : ICollectionFixture<E2eFixture>;
