@@ -51,6 +51,22 @@ public struct DescriptorTableRegister
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct SpecialRegisters
 {
+    /// <summary>
+    /// Paging, long mode and flat 64-bit segments at CPL3 (code <paramref name="userCs"/>, data <paramref name="userDs"/>),
+    /// with the given page tables, GDT and 64-bit TSS: how a vCPU that runs user code from its first instruction starts.
+    /// </summary>
+    public void SetFlatUserLongMode(ulong cr3, ushort userCs, ushort userDs, DescriptorTableRegister gdt, ulong tssBase, uint tssLimit, ushort tssSelector)
+    {
+        Cr3 = cr3;
+        Cr4 = X86.Cr4Pae;
+        Cr0 = X86.Cr0Pe | X86.Cr0Et | X86.Cr0Pg;
+        Efer = X86.EferSce | X86.EferLme | X86.EferLma;
+        Cs = SegmentRegister.Code64(userCs, 3);
+        Ds = Es = Fs = Gs = Ss = SegmentRegister.Data(userDs, 3);
+        Gdt = gdt;
+        Tr = new SegmentRegister { Base = tssBase, Limit = tssLimit, Selector = tssSelector, Present = 1, Type = 11 };
+    }
+
     public SegmentRegister Cs, Ds, Es, Fs, Gs, Ss;
     public SegmentRegister Tr, Ldt;
     public DescriptorTableRegister Gdt, Idt;

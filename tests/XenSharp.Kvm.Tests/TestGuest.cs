@@ -79,15 +79,8 @@ internal sealed class TestGuest : IDisposable
 
         g.Vcpu.SetCpuid(g.Accelerator.System.GetSupportedCpuid());
         var s = g.Vcpu.GetSpecialRegisters();
-        s.Cr3 = Pml4;
-        s.Cr4 = X86.Cr4Pae;
-        s.Cr0 = X86.Cr0Pe | X86.Cr0Et | X86.Cr0Pg;
-        s.Efer = X86.EferSce | X86.EferLme | X86.EferLma;
-        s.Cs = SegmentRegister.Code64(0x23, 3);
-        s.Ds = s.Es = s.Fs = s.Gs = s.Ss = SegmentRegister.Data(0x1b, 3);
-        s.Gdt = new DescriptorTableRegister { Base = Gdt, Limit = 0x37 };
+        s.SetFlatUserLongMode(Pml4, 0x23, 0x1b, new DescriptorTableRegister { Base = Gdt, Limit = 0x37 }, Tss, 0x67, 0x28);
         s.Idt = new DescriptorTableRegister { Base = Idt, Limit = 0xfff };
-        s.Tr = new SegmentRegister { Base = Tss, Limit = 0x67, Selector = 0x28, Present = 1, Type = 11 };
         g.Vcpu.SetSpecialRegisters(s);
         g.Vcpu.SetRegisters(new VcpuRegisters { Rip = CodeAddress, Rflags = 0x202, Rsp = StackTop });
         return g;

@@ -154,11 +154,7 @@ public sealed class HypervisorArea : IDisposable
         Memory.WriteUInt64(tssOff + 4, VcpuBlockVa(v) + PvLayout.StackTop);
         Memory.WriteUInt64(tssOff + 36, VcpuBlockVa(v) + PvLayout.IstTop);
         Memory.WriteUInt16(tssOff + 102, PvLayout.IoBitmapOffset);
-        var bitmap = new byte[PvLayout.IoBitmapBytes + 1];
-        Array.Fill(bitmap, (byte)0xff);
-        foreach (int port in new[] { PvLayout.DoorbellPortSyscall, PvLayout.DoorbellPortSyscall32, PvLayout.DoorbellPortSysenter })
-            bitmap[port / 8] &= (byte)~(1 << (port % 8));
-        Memory.Write(tssOff + PvLayout.IoBitmapOffset, bitmap);
+        Memory.Write(tssOff + PvLayout.IoBitmapOffset, PvLayout.IoBitmap(PvLayout.DoorbellPortSyscall, PvLayout.DoorbellPortSyscall32, PvLayout.DoorbellPortSysenter));
     }
 
     private ulong GdtL1Frame(int v, int page, out int index)

@@ -62,6 +62,15 @@ public static class PvLayout
     public const int IoBitmapOffset = 104, IoBitmapBytes = (DoorbellPortSysenter / 8) + 1;
     public const uint TssLimit = IoBitmapOffset + IoBitmapBytes; // includes the terminator byte
 
+    /// <summary>The TSS I/O bitmap (with its 0xff terminator) that opens exactly <paramref name="openPorts"/> to CPL3.</summary>
+    public static byte[] IoBitmap(params int[] openPorts)
+    {
+        var bitmap = new byte[IoBitmapBytes + 1];
+        Array.Fill(bitmap, (byte)0xff);
+        foreach (int port in openPorts) bitmap[port / 8] &= unchecked((byte)~(1 << (port % 8)));
+        return bitmap;
+    }
+
     // Doorbell offsets: exception vector v rings at v*8 (data = CR2); the rest above 0x800.
     public const ulong DbResumeRefused = 0x818; // the resume stub entered without an armed command page
     public const ulong DbApplyDone = 0x820;     // the resume stub finished one page of a longer command list
