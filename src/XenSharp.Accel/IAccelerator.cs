@@ -9,6 +9,9 @@ public interface IAccelerator : IDisposable
     /// <summary>Short name shown to users: "kvm", "emu".</summary>
     string Name { get; }
 
+    /// <summary>What a user should know about how this back end runs guests here, or null (shown by xl info).</summary>
+    string? Note => null;
+
     IVirtualMachine CreateVirtualMachine();
 
     /// <summary>

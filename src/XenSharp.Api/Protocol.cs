@@ -84,7 +84,8 @@ public sealed record HostInfo(
     string XenCommandline,
     string CcCompiler,
     string XendConfigFormat,
-    double UptimeSeconds);
+    double UptimeSeconds,
+    string? AcceleratorNote = null);
 
 /// <summary><c>xl vcpu-set</c>: how many vCPUs the guest should have online.</summary>
 public sealed record VcpuSetArgs(string Domain, int Count);

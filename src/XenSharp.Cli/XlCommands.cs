@@ -196,7 +196,7 @@ public static class XlCommands
         Row("xen_caps", i.XenCaps);
         Row("xen_scheduler", "credit (host cgroups)");
         Row("xen_pagesize", 4096);
-        Row("accelerator", i.Accelerator);
+        Row("accelerator", i.AcceleratorNote is null ? i.Accelerator : $"{i.Accelerator} ({i.AcceleratorNote})");
         Row("xen_commandline", i.XenCommandline);
         Row("cc_compiler", i.CcCompiler);
         Row("xend_config_format", i.XendConfigFormat);

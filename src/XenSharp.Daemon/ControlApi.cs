@@ -101,6 +101,8 @@ public sealed class ControlApi(Toolstack.Toolstack toolstack, TokenStore tokens,
     {
         var (plan, warnings) = ConfigLoader.Load(args.ConfigText, args.ConfigPath, args.Overrides, args.WorkingDirectory);
         var domain = toolstack.Create(plan, args.Paused);
+        if (domain.Type == XenSharp.Hypervisor.DomainType.Hvm && toolstack.Hypervisor.Accelerator.Note is { } note)
+            warnings = [.. warnings, $"{domain.Name} is an HVM domain: its kernel will run slowly here ({toolstack.Hypervisor.Accelerator.Name} on {note}); PV domains run at full speed"];
         return new CreateResult(domain.Id, domain.Name, warnings);
     }
 
@@ -338,7 +340,8 @@ public static class HostInfoReader
             XenCommandline: string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
             CcCompiler: $".NET {Environment.Version}",
             XendConfigFormat: "4",
-            UptimeSeconds: (DateTime.UtcNow - hypervisor.StartedUtc).TotalSeconds);
+            UptimeSeconds: (DateTime.UtcNow - hypervisor.StartedUtc).TotalSeconds,
+            AcceleratorNote: hypervisor.Accelerator.Note);
     }
 
     private static string ReadOrEmpty(string path)

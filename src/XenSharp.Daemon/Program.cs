@@ -76,7 +76,7 @@ catch (Exception e) when (e is InvalidOperationException or System.Net.Sockets.S
     Console.Error.WriteLine($"xld: cannot serve {options.SocketPath}: {e.Message}");
     return 1;
 }
-Log($"serving {options.SocketPath} (accelerator {hypervisor.Accelerator.Name})");
+Log($"serving {options.SocketPath} (accelerator {hypervisor.Accelerator.Name}{(hypervisor.Accelerator.Note is { } note ? $": {note}" : "")})");
 HttpApi? http = null;
 if (options.HttpListen is not null)
 {

@@ -10,6 +10,15 @@ public sealed class KvmAccelerator : IAccelerator
     public string Name => "kvm";
     public KvmSystem System => _system;
 
+    /// <summary>
+    /// KVM served by PVM (the kvm_pvm vendor module: no hardware virtualization): guest code at CPL3 runs natively,
+    /// guest code at CPL0 runs in KVM's instruction emulator, so a PV guest runs at full speed and an HVM guest's
+    /// kernel crawls. Only one vendor module serves /dev/kvm at a time, so the module's presence says which.
+    /// </summary>
+    public static bool IsPvm => Directory.Exists("/sys/module/kvm_pvm");
+
+    public string? Note => IsPvm ? "PVM: no hardware virtualization, guest ring-0 code runs in KVM's instruction emulator" : null;
+
     /// <summary>Opens /dev/kvm; throws <see cref="AcceleratorUnavailableException"/> with the fix in its message.</summary>
     public KvmAccelerator(string devicePath = KvmSystem.DefaultDevicePath) => _system = new KvmSystem(devicePath);
 

@@ -100,7 +100,7 @@ public sealed class XlEndToEndTests : IClassFixture<XldFixture>
     [SkippableFact]
     public void CrashWithPreserveKeepsTheDomainForInspection()
     {
-        Ok("create", Config("e2e-crash", "on_crash = \"preserve\""));
+        var created = Ok("create", Config("e2e-crash", "on_crash = \"preserve\""));
         WaitForConsole("e2e-crash", "ready");
         _xld.Type("e2e-crash", "crash\r");
         XldFixture.WaitUntil(() => ListRow("e2e-crash") is { Length: > 4 } row && row[4] == "----c-", GuestTimeout, () => Ok("list").Stdout);
@@ -108,6 +108,8 @@ public sealed class XlEndToEndTests : IClassFixture<XldFixture>
         // emulator, which gives up on the same fault with an internal error. Either way the domain alone is crashed.
         bool pvm = System.Text.RegularExpressions.Regex.IsMatch(Ok("info").Stdout, @"accelerator\s+: kvm") && System.IO.Directory.Exists("/sys/module/kvm_pvm");
         Assert.Contains(pvm ? "instruction emulation failed" : "triple fault", Ok("dmesg").Stdout);
+        // xl create warned that an HVM kernel runs in the emulator on such a host, and only there.
+        Assert.Equal(pvm, created.Stderr.Contains("Warning: e2e-crash is an HVM domain"));
         Ok("destroy", "e2e-crash");
         Assert.Empty(ListRow("e2e-crash"));
     }
@@ -163,5 +165,8 @@ public sealed class XlEndToEndTests : IClassFixture<XldFixture>
         Assert.Matches(@"free_memory\s+: \d+", info);
         Assert.Contains("xen_caps               : xen-3.0-x86_64", info);
         Assert.Matches(@"accelerator\s+: (kvm|emu)", info);
+        // Under PVM the row says what that means for guests; elsewhere it is the bare name.
+        bool pvm = System.Text.RegularExpressions.Regex.IsMatch(info, @"accelerator\s+: kvm") && System.IO.Directory.Exists("/sys/module/kvm_pvm");
+        Assert.Equal(pvm, info.Contains("PVM: no hardware virtualization"));
     }
 }
