@@ -142,8 +142,7 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
                 case ExitReason.Mmio:
                     if (!exit.IsWrite) vcpu.Cpu.CompleteRead(ulong.MaxValue);
                     throw new PvCrashException($"access to guest-physical 0x{exit.Address:x} with no memory behind it");
-                case ExitReason.Io when exit.IsWrite && exit.Address is PvLayout.DoorbellPortSyscall or PvLayout.DoorbellPortSyscall32 or PvLayout.DoorbellPortSysenter
-                                        && vcpu.Cpu.GetRegisters() is { } at && Area.Stubs.IsSyscallDoorbell(at.Rip, (int)exit.Address):
+                case ExitReason.Io when exit.IsWrite && vcpu.Cpu.GetRegisters() is { } at && Area.Stubs.IsSyscallDoorbell(at.Rip, (int)exit.Address):
                     return SyscallEntered(vcpu, st, at, (int)exit.Address);
                 case ExitReason.Io:
                     // Port I/O the TSS bitmap let through without the stub (only the doorbell ports are open): the guest's
@@ -403,7 +402,7 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
             // and nothing has to run in guest context: the new registers are the whole return. This skips the ring-0
             // round trip, which under PVM runs in KVM's instruction emulator.
             var direct = ctx.Regs;
-            direct.Rflags = (ctx.Regs.Rflags | X86.RflagsIf | X86.RflagsReserved1) & ~X86.RflagsIopl;
+            direct.Rflags = GuestRflags(ctx);
             vcpu.Cpu.SetRegisters(direct);
             Interlocked.Increment(ref DirectReturns);
             return;
@@ -435,6 +434,12 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         st.AtRing0 = false;
     }
 
+    /// <summary>
+    /// The RFLAGS the guest gets back on either return path: IF always set (its interrupt flag is the virtual event
+    /// mask) and IOPL 0 (its I/O privilege is virtual too), whatever a hypercall's r11 or a frame said.
+    /// </summary>
+    private static ulong GuestRflags(in GuestContext ctx) => (ctx.Regs.Rflags | X86.RflagsIf | X86.RflagsReserved1) & ~X86.RflagsIopl;
+
     private void WriteCommandPage(VirtualCpu vcpu, PvVcpuState st, in GuestContext ctx)
     {
         var cmds = st.Commands;
@@ -455,7 +460,7 @@ public sealed partial class PvPlatform : IDomainPlatform, IPerfCounterSource
         m.WriteUInt64(p + CommandPage.SaveRdi, ctx.Regs.Rdi);
         m.WriteUInt64(p + CommandPage.Frame, ctx.Regs.Rip);
         m.WriteUInt64(p + CommandPage.Frame + 8, ctx.Cs);
-        m.WriteUInt64(p + CommandPage.Frame + 16, ctx.Regs.Rflags | X86.RflagsIf | X86.RflagsReserved1);
+        m.WriteUInt64(p + CommandPage.Frame + 16, GuestRflags(ctx));
         m.WriteUInt64(p + CommandPage.Frame + 24, ctx.Regs.Rsp);
         m.WriteUInt64(p + CommandPage.Frame + 32, ctx.Ss);
         Volatile.Write(ref m.Int64At(p + CommandPage.Armed), 1);
