@@ -17,7 +17,7 @@ public sealed class PvAccelerators : TheoryData<string>
     private static readonly Lazy<(bool Usable, string Reason)> Kvm = new(() => XenSharp.Kvm.KvmAccelerator.Probe());
 
     /// <summary>PVM (a KVM back end without hardware virtualization) serves /dev/kvm here.</summary>
-    public static bool IsPvm => Directory.Exists("/sys/module/kvm_pvm");
+    public static bool IsPvm => XenSharp.Kvm.KvmAccelerator.IsPvm;
 
     public static XenSharp.Accel.IAccelerator Create(string accel)
     {
